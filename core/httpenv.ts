@@ -1,0 +1,108 @@
+// CGI variables for a request parsed by node:http, built once per request with no per-header work
+// beyond one Map lookup for the HTTP_* name.
+import type { IncomingMessage } from 'node:http';
+import type { Env, ListenerInfo } from '../sdk/index.js';
+
+const headerKeys = new Map<string, string>();
+
+/** `Content-Type` → `HTTP_CONTENT_TYPE`, cached (bounded) because the same names recur on every request. */
+export function cgiHeaderName(name: string): string {
+  let k = headerKeys.get(name);
+  if (k === undefined) {
+    k = 'HTTP_' + name.toUpperCase().replace(/-/g, '_');
+    if (headerKeys.size < 512) headerKeys.set(name, k);
+  }
+  return k;
+}
+
+function hexVal(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 65 && c <= 70) return c - 55;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;
+}
+
+/** Remove literal `.` and `..` segments (RFC 3986 §5.2.4), never climbing above the root. */
+export function removeDotSegments(p: string): string {
+  const out: string[] = [];
+  const segs = p.split('/');
+  for (let i = 0; i < segs.length; i++) {
+    const s = segs[i]!;
+    if (s === '.') { if (i === segs.length - 1) out.push(''); continue; }
+    if (s === '..') { if (out.length > 1) out.pop(); if (i === segs.length - 1) out.push(''); continue; }
+    out.push(s);
+  }
+  const r = out.join('/');
+  return r.startsWith('/') ? r : '/' + r;
+}
+
+/** Percent-decode a path as UTF-8 (invalid sequences become U+FFFD; a stray `%` stays as it is). */
+export function decodePath(raw: string): string {
+  let p = raw;
+  if (p.includes('/.')) p = removeDotSegments(p);
+  if (!p.includes('%')) return p;
+  try {
+    return decodeURIComponent(p);
+  } catch {
+    const bytes: number[] = [];
+    for (let i = 0; i < p.length; i++) {
+      const c = p.charCodeAt(i);
+      if (c === 37 && i + 2 < p.length) {
+        const h = hexVal(p.charCodeAt(i + 1));
+        const l = hexVal(p.charCodeAt(i + 2));
+        if (h >= 0 && l >= 0) { bytes.push(h * 16 + l); i += 2; continue; }
+      }
+      if (c < 128) bytes.push(c);
+      else for (const b of Buffer.from(p[i]!, 'utf8')) bytes.push(b);
+    }
+    return Buffer.from(bytes).toString('utf8');
+  }
+}
+
+/** The CGI environment of a node:http request. `extra` holds the constant wsgi.* / uwcore.* keys. */
+export function buildHttpEnv(req: IncomingMessage, listener: ListenerInfo, port: string, scheme: string): Env {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const rawPath = q < 0 ? url : url.slice(0, q);
+  const sock = req.socket;
+  let remote = sock.remoteAddress ?? '';
+  if (remote.startsWith('::ffff:')) remote = remote.slice(7);
+  const env: Env = {
+    REQUEST_METHOD: req.method ?? 'GET',
+    REQUEST_URI: url,
+    PATH_INFO: decodePath(rawPath.length === 0 ? '/' : rawPath),
+    QUERY_STRING: q < 0 ? '' : url.slice(q + 1),
+    SERVER_PROTOCOL: req.httpVersionMinor === 1 && req.httpVersionMajor === 1 ? 'HTTP/1.1' : `HTTP/${req.httpVersion}`,
+    SCRIPT_NAME: '',
+    SERVER_NAME: '',
+    SERVER_PORT: port,
+    REMOTE_ADDR: remote,
+    REMOTE_PORT: sock.remotePort === undefined ? '' : String(sock.remotePort),
+    'wsgi.url_scheme': scheme,
+  };
+  const raw = req.rawHeaders;
+  let chunked = false;
+  let cl: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.includes('_')) continue; // HTTP_X_Y from "X_Y" would spoof "X-Y" (nginx drops these too)
+    let key = cgiHeaderName(name);
+    const value = raw[i + 1]!;
+    if (key.length === 17 || key.length === 19) {
+      // CONTENT_TYPE and CONTENT_LENGTH carry no HTTP_ prefix (CGI, PEP 3333)
+      if (key === 'HTTP_CONTENT_TYPE') key = 'CONTENT_TYPE';
+      else if (key === 'HTTP_CONTENT_LENGTH') { cl = value; continue; }
+    } else if (key === 'HTTP_TRANSFER_ENCODING') chunked = true;
+    const prev = env[key];
+    env[key] = prev === undefined ? value : `${prev as string}, ${value}`;
+  }
+  if (cl !== undefined && !chunked) env.CONTENT_LENGTH = cl;
+  const host = env.HTTP_HOST as string | undefined;
+  if (host !== undefined) {
+    const m = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0]!;
+    env.SERVER_NAME = m;
+  } else {
+    env.SERVER_NAME = listener.address.kind === 'tcp' ? (sock.localAddress ?? listener.address.host).replace(/^::ffff:/, '') : 'localhost';
+  }
+  return env;
+}

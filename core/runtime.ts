@@ -1,0 +1,77 @@
+// What applications import: `import { cache, spool, worker } from 'uwcore'` (Python's `import uwsgi`).
+// Every call reaches the running server through the process-wide runtime slot the core fills at boot.
+import { Codes, UwError } from './errors.js';
+
+export interface RuntimeSlot {
+  workerId: number;
+  requests: () => number;
+  reload: () => void;
+  plugin: (name: string) => unknown;
+}
+
+const KEY = Symbol.for('uwcore.runtime');
+
+function slot(): RuntimeSlot | undefined {
+  return (globalThis as Record<symbol, RuntimeSlot | undefined>)[KEY];
+}
+
+/** @internal the core fills the slot at boot */
+export function installRuntime(s: RuntimeSlot): void {
+  (globalThis as Record<symbol, RuntimeSlot | undefined>)[KEY] = s;
+}
+
+function feature<T>(plugin: string, what: string, how: string): T {
+  const api = slot()?.plugin(plugin) as Record<string, unknown> | undefined;
+  if (!api) throw new UwError(Codes.NOT_ENABLED, `${what} is not enabled in this server: ${how}`);
+  return api as T;
+}
+
+/** The named cache shared by every worker (the first --cache2 when name is omitted). */
+export function cache(name?: string): unknown {
+  const api = feature<{ cache: (n?: string) => unknown }>('cache', 'the cache', 'start uwcore with --cache2 name=NAME,items=N');
+  return api.cache(name);
+}
+
+/** Declare a spooler task: `spool(fn)` or `spool(name, fn)`; `.spool(args)` enqueues it durably. */
+export function spool(nameOrFn: string | ((...a: unknown[]) => unknown), fn?: (...a: unknown[]) => unknown): unknown {
+  const api = slot()?.plugin('spooler') as { spool?: (n: unknown, f?: unknown) => unknown } | undefined;
+  if (!api?.spool) {
+    // declaring is allowed anywhere (a tasks module may be imported by tools); enqueueing needs the spooler
+    const f = typeof nameOrFn === 'function' ? nameOrFn : fn!;
+    const task = Object.assign(f, {
+      spool: async () => { throw new UwError(Codes.NOT_ENABLED, 'the spooler is not enabled in this server: start uwcore with --spooler DIR'); },
+    });
+    return task;
+  }
+  return api.spool(nameOrFn, fn);
+}
+spool.raw = (nameOrFn: string | ((...a: unknown[]) => unknown), fn?: (...a: unknown[]) => unknown): unknown => {
+  const api = feature<{ spoolRaw: (n: unknown, f?: unknown) => unknown }>('spooler', 'the spooler', 'start uwcore with --spooler DIR');
+  return api.spoolRaw(nameOrFn, fn);
+};
+spool.forever = (nameOrFn: string | ((...a: unknown[]) => unknown), fn?: (...a: unknown[]) => unknown): unknown => {
+  const api = feature<{ spoolForever: (n: unknown, f?: unknown) => unknown }>('spooler', 'the spooler', 'start uwcore with --spooler DIR');
+  return api.spoolForever(nameOrFn, fn);
+};
+
+/** Spooler task return codes (uWSGI's values). */
+export const SPOOL_OK = -2;
+export const SPOOL_RETRY = -1;
+export const SPOOL_IGNORE = 0;
+
+/** This process as a worker. */
+export const worker = {
+  get id(): number { return slot()?.workerId ?? 0; },
+  get pid(): number { return process.pid; },
+  get requests(): number { return slot()?.requests() ?? 0; },
+  reload(): void { reload(); },
+};
+
+/** Gracefully reload every worker (SIGHUP to the master). */
+export function reload(): void {
+  const s = slot();
+  if (!s) throw new UwError(Codes.NOT_ENABLED, 'uwcore.reload() called outside a running uwcore server');
+  s.reload();
+}
+
+export { HttpError } from '../sdk/index.js';
