@@ -101,7 +101,8 @@ export async function main(argv: string[]): Promise<void> {
     const o = cfg.options;
     const chmod = o['chmod-socket'] as string | undefined;
     if (chmod !== undefined && !/^[0-7]{3,4}$/.test(chmod)) throw new UwError('UW_ERR_CONFIG_BAD_VALUE', `invalid value ${JSON.stringify(chmod)} for option --chmod-socket: expected an octal mode such as 660`, { exitCode: 2 });
-    if (o.master || (o.processes as number) > 1) await runMaster(cfg, argv);
+    const impliesMaster = [...cfg.table.byName.values()].some(({ spec }) => spec.impliesMaster && o[spec.name] !== undefined && o[spec.name] !== spec.default && !(Array.isArray(o[spec.name]) && (o[spec.name] as unknown[]).length === 0));
+    if (o.master || (o.processes as number) > 1 || impliesMaster) await runMaster(cfg, argv);
     else await runSingle(cfg);
   } catch (e) {
     process.stderr.write(formatFatal(e) + '\n');

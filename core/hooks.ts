@@ -22,6 +22,7 @@ export const HOOK_SPECS: Record<keyof Hooks, { kind: HookKind; args: string[]; s
   error: { kind: 'AsyncSeriesBail', args: ['err', 'ctx'], since: '1.0.0' },
   headers: { kind: 'SyncWaterfall', args: ['headers', 'ctx'], since: '1.0.0' },
   finish: { kind: 'Sync', args: ['ctx'], since: '1.0.0' },
+  stats: { kind: 'SyncWaterfall', args: ['stats'], since: '1.0.0' },
 };
 
 /* eslint-disable @typescript-eslint/no-explicit-any */

@@ -75,6 +75,8 @@ export interface OptionSpec {
   help: string;
   /** the value name shown in --help (`ADDR`, `N` …). */
   arg?: string;
+  /** setting this option turns the master process on (uWSGI's MASTER flag: --stats, --spooler …). */
+  impliesMaster?: boolean;
 }
 
 /** A parsed listen address. @since 1.0.0 */
@@ -318,7 +320,12 @@ export interface Hooks {
   headers: SyncTap<[HeaderList, RequestContext], HeaderList>;
   /** sync: after the response ended (access log, stats, metrics). @since 1.0.0 */
   finish: SyncTap<[RequestContext], void>;
+  /** sync waterfall, master: add this plugin's section to the stats document (e.g. `caches`, `spoolers`). @since 1.0.0 */
+  stats: SyncTap<[StatsDocument], StatsDocument>;
 }
+
+/** The stats server's JSON document (uWSGI-compatible keys). @since 1.0.0 */
+export type StatsDocument = Record<string, unknown>;
 
 // ---------------------------------------------------------------------------------------------
 // Plugin API
