@@ -138,8 +138,9 @@ export class Ctx implements RequestContext {
     const h = this.finalHeaders(headers, knownLength);
     this.status = status;
     this.reason = reason;
-    this.headersSent = true;
+    // node:http validates names and values here: a bad header throws before anything is sent
     this.wire.writeHead(status, reason || STATUS_TEXT[status] || 'Unknown', h);
+    this.headersSent = true;
   }
 
   start(status: number, reason: string, headers: HeaderList): void {

@@ -6,7 +6,7 @@ import type {
   Address, AppKind, Env, HeaderList, ListenerHandle, ListenerInfo, Logger, PluginApi, ProcessRole, Protocol,
   RouteCondition, RouterActionFactory, ServerHandle, ServiceSpec, Wire,
 } from '../sdk/index.js';
-import { Codes, UwError, tagError } from './errors.js';
+import { Codes, UwError } from './errors.js';
 import { createFacade, createHooks, NamedRegistry, type CoreHooks } from './hooks.js';
 import type { LoadedPlugin } from './plugins.js';
 import { Ctx } from './context.js';
@@ -305,11 +305,8 @@ export class Server implements ServerHandle {
       return;
     }
     this.exceptions++;
-    const tagged = err.plugin ? err : tagError(err, 'app', 'handle');
-    if (!err.code || !String(err.code).startsWith('UW_ERR_')) {
-      try { tagged.code = Codes.APP_THREW; } catch { /* frozen */ }
-    }
-    ctx.log.error({ err, code: tagged.code, plugin: tagged.plugin ?? 'app', hook: tagged.hook ?? 'handle' }, `request failed: ${err.message}`);
+    const code = typeof err.code === 'string' && err.code.startsWith('UW_ERR_') ? err.code : Codes.APP_THREW;
+    ctx.log.error({ err, code, plugin: err.plugin ?? 'app', hook: err.hook ?? 'handle' }, `request failed: ${err.message}`);
   }
 
   /** Resolves when no request is in flight (or after `ms`). */

@@ -89,6 +89,9 @@ function sendResult(ctx: Ctx, result: unknown): void | Promise<void> {
         total += byteLength(item);
       }
       if (!ctx.headersSent) {
+        if (ctx.declaredLength >= 0 && ctx.declaredLength !== total && ctx.env.REQUEST_METHOD !== 'HEAD') {
+          throw new UwError(Codes.APP_RESPONSE, `the response body has ${total} bytes but its Content-Length is ${ctx.declaredLength}`, { hook: 'handle' });
+        }
         if (result.length === 1) {
           sendHead(ctx, total);
           ctx.end(result[0] as string | Uint8Array);
