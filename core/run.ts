@@ -14,6 +14,7 @@ import { CPU_COUNT, Server, describeAddress } from './server.js';
 import { installRuntime } from './runtime.js';
 import { VERSION } from './version.js';
 import type { LoadedConfig } from './config/index.js';
+import { deepFreeze } from './config/resolve.js';
 
 interface BootMessage {
   t: 'uw:boot';
@@ -117,6 +118,13 @@ function needApp(server: Server): void {
   }
 }
 
+/** The configure waterfall may edit the options (in place or by returning a new object); then they are frozen. */
+function configure(server: Server, options: Record<string, unknown>): void {
+  const out = server.hooks.configure.call(options) as Record<string, unknown> | undefined;
+  if (out && out !== options) Object.assign(options, out);
+  deepFreeze(options);
+}
+
 function installSlot(server: Server, reload: () => void): void {
   installRuntime({ workerId: server.workerId, requests: () => server.requests, reload, plugin: (n) => server.apis.get(n) });
 }
@@ -135,7 +143,7 @@ export async function runSingle(cfg: LoadedConfig): Promise<void> {
     server = new Server({ options, root, role: 'single', workerId: 1 });
     installSlot(server, () => root.warn('uwcore.reload() needs --master: a single process cannot replace itself'));
     await server.setupPlugins(cfg.plugins, cfg.pluginOptions);
-    server.hooks.configure.call(options);
+    configure(server, options);
     for (const p of unixPaths(server)) await prepareUnixSocket(p);
     banner(root, server, cfg, false);
     await server.hooks.masterStart.promise();
@@ -192,7 +200,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
     process.title = 'uwcore master';
     installSlot(server, () => process.kill(process.pid, 'SIGHUP'));
     await server.setupPlugins(cfg.plugins, cfg.pluginOptions);
-    server.hooks.configure.call(options);
+    configure(server, options);
     for (const p of unixPaths(server)) await prepareUnixSocket(p);
     banner(root, server, cfg, true);
     await server.hooks.masterStart.promise();
@@ -377,6 +385,7 @@ export async function runWorker(): Promise<void> {
     process.title = `uwcore worker ${msg.workerId}`;
     const plugins: LoadedPlugin[] = [];
     for (const p of msg.plugins) plugins.push(await importPlugin(p.file, p.origin, p.requested));
+    deepFreeze(options);
     server = new Server({ options, root, role: 'worker', workerId: msg.workerId });
     const srv = server;
     installSlot(srv, () => { if (process.connected) process.kill(process.ppid, 'SIGHUP'); });
