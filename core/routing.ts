@@ -121,9 +121,11 @@ const NOT_LINEAR_SYNTAX = /\\[1-9]|\\k<|\(\?<?[=!]/;
  */
 export function compileUserRegex(pattern: string): RegExp {
   let src = pattern;
-  let flags = '';
-  if (src.startsWith('(?i)')) { flags = 'i'; src = src.slice(4); }
+  const flags = '';
   if (src.length > MAX_PATTERN) throw new Error(`the regular expression is longer than ${MAX_PATTERN} characters`);
+  // V8's linear engine has no `i` flag: fold the case into the pattern itself ([aA]), which it can run
+  if (src.startsWith('(?i)')) src = foldCase(src.slice(4));
+  if (src.length > MAX_PATTERN * 4) throw new Error(`the case-folded regular expression is too long`);
   let re: RegExp;
   try {
     re = new RegExp(src, flags);
@@ -138,6 +140,106 @@ export function compileUserRegex(pattern: string): RegExp {
     throw new Error(`regular expression ${JSON.stringify(pattern)} uses a backreference or a lookaround ((?=, (?!, (?<=, (?<!, \\1, \\k<name>), which routing refuses (it cannot be matched in linear time); rewrite it without them`);
   }
   return re;
+}
+
+function otherCase(c: string): string {
+  const l = c.toLowerCase();
+  const u = c.toUpperCase();
+  const o = c === l ? u : l;
+  return o !== c && o.length === 1 ? o : '';
+}
+
+function classEsc(c: string): string {
+  return c === ']' || c === '\\' || c === '^' || c === '-' ? '\\' + c : c;
+}
+
+/** The case-folded form of a character class body's range lo..hi: the other-case ranges to add. */
+function foldRange(lo: number, hi: number): string {
+  let extra = '';
+  const add = (from: number, to: number, delta: number) => {
+    const a = Math.max(lo, from), b = Math.min(hi, to);
+    if (a <= b) extra += String.fromCharCode(a + delta) + (b > a ? '-' + String.fromCharCode(b + delta) : '');
+  };
+  add(97, 122, -32);
+  add(65, 90, 32);
+  for (let c = Math.max(lo, 0xc0); c <= Math.min(hi, 0x24f); c++) extra += classEsc(otherCase(String.fromCharCode(c)));
+  return extra;
+}
+
+/**
+ * Rewrite a pattern so that it matches case-insensitively without the `i` flag: a letter `a` becomes `[aA]`,
+ * a class gets the other case of its letters and ranges. Escapes (`\w`, `\D` …) and group names are kept.
+ */
+export function foldCase(src: string): string {
+  let out = '';
+  let i = 0;
+  const n = src.length;
+  const escapeAt = (k: number): number => {
+    // length of the escape sequence starting at src[k] === '\\'
+    const c = src[k + 1];
+    if (c === undefined) return 1;
+    if (c === 'x') return 4;
+    if (c === 'u') return src[k + 2] === '{' ? Math.max(2, src.indexOf('}', k) - k + 1) : 6;
+    if (c === 'c') return 3;
+    if ((c === 'p' || c === 'P') && src[k + 2] === '{') return Math.max(2, src.indexOf('}', k) - k + 1);
+    return 2;
+  };
+  while (i < n) {
+    const c = src[i]!;
+    if (c === '\\') { const l = escapeAt(i); out += src.slice(i, i + l); i += l; continue; }
+    if (c === '(' && src[i + 1] === '?' && src[i + 2] === '<' && src[i + 3] !== '=' && src[i + 3] !== '!') {
+      const e = src.indexOf('>', i);
+      if (e > 0) { out += src.slice(i, e + 1); i = e + 1; continue; }
+    }
+    if (c === '{') {
+      const e = src.indexOf('}', i);
+      if (e > 0 && /^\{\d*,?\d*\}$/.test(src.slice(i, e + 1))) { out += src.slice(i, e + 1); i = e + 1; continue; }
+    }
+    if (c === '[') {
+      // a character class: copy it, then add the other case of its letters and ranges
+      let j = i + 1;
+      let body = '';
+      let extra = '';
+      if (src[j] === '^') { body += '^'; j++; }
+      if (src[j] === ']') { body += '\\]'; j++; }
+      let prev = -1;
+      while (j < n && src[j] !== ']') {
+        let item: string;
+        let code = -1;
+        if (src[j] === '\\') {
+          const l = escapeAt(j);
+          item = src.slice(j, j + l);
+          if (l === 2 && !/[dDwWsSbBfnrtv0]/.test(item[1]!)) code = item.charCodeAt(1);
+          else if (l === 4 && item[1] === 'x') code = parseInt(item.slice(2), 16);
+          j += l;
+        } else {
+          item = src[j]!;
+          code = item.charCodeAt(0);
+          j++;
+        }
+        if (item === '-' && prev >= 0 && src[j] !== ']' && j < n) {
+          // a range prev-next
+          let hiItem: string;
+          let hi = -1;
+          if (src[j] === '\\') { const l = escapeAt(j); hiItem = src.slice(j, j + l); if (l === 2) hi = hiItem.charCodeAt(1); else if (l === 4 && hiItem[1] === 'x') hi = parseInt(hiItem.slice(2), 16); j += l; } else { hiItem = src[j]!; hi = hiItem.charCodeAt(0); j++; }
+          body += '-' + hiItem;
+          if (hi >= prev) extra += foldRange(prev, hi);
+          prev = -1;
+          continue;
+        }
+        body += item === '-' ? '\\-' : item;
+        if (code >= 0) extra += classEsc(otherCase(String.fromCharCode(code)));
+        prev = code;
+      }
+      out += '[' + body + extra + ']';
+      i = j + 1;
+      continue;
+    }
+    const o = otherCase(c);
+    out += o ? `[${c}${o}]` : c;
+    i++;
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,27 +14,28 @@ import {
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const FRAMING = new Set(['content-length', 'transfer-encoding']);
-const BAD_HEADER_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
+const NOT_PLAIN = /[^\t\x20-\x7e]/;
 
-/** A header value that node:http accepts whatever the request held: no control characters; non-Latin-1 text as UTF-8 bytes. */
+/**
+ * A header value that is safe whatever the request held: control characters (CR, LF …) are dropped and
+ * non-ASCII text is percent-encoded as UTF-8 (node:http would otherwise send it as Latin-1 or UTF-8
+ * depending on the body's type).
+ */
 export function headerValue(v: string): string {
-  if (!BAD_HEADER_CHAR.test(v)) return v;
-  // eslint-disable-next-line no-control-regex
-  const clean = v.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, '');
-  return BAD_HEADER_CHAR.test(clean) ? Buffer.from(clean, 'utf8').toString('latin1') : clean;
-}
-
-/** A Location value: printable ASCII, anything else percent-encoded as UTF-8. */
-export function locationValue(v: string): string {
-  if (/^[\x21-\x7e]*$/.test(v)) return v;
+  if (!NOT_PLAIN.test(v)) return v;
   let out = '';
   for (const ch of v) {
     const c = ch.codePointAt(0)!;
-    if (c > 0x20 && c < 0x7f) out += ch;
+    if (c === 9 || (c >= 0x20 && c < 0x7f)) out += ch;
     else if (c < 0x20 || c === 0x7f) continue;
     else { try { out += encodeURIComponent(ch); } catch { out += '%EF%BF%BD'; } }
   }
   return out;
+}
+
+/** A Location value: printable ASCII, anything else percent-encoded as UTF-8, control characters dropped. */
+export function locationValue(v: string): string {
+  return headerValue(v).replace(/[ \t]/g, (c) => (c === ' ' ? '%20' : '%09'));
 }
 
 function statusOf(text: string, what: string): { status: number; reason: string } {
