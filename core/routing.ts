@@ -8,6 +8,7 @@ import type {
 import { Codes, UwError, tagError } from './errors.js';
 import type { Ctx } from './context.js';
 import type { NamedRegistry } from './hooks.js';
+import { builtinManifest } from './plugins.js';
 import type { RouterActionFactory, Logger } from '../sdk/index.js';
 
 export interface Router {
@@ -130,7 +131,7 @@ export function compileUserRegex(pattern: string): RegExp {
   try {
     re = new RegExp(src, flags);
   } catch (e) {
-    throw new Error(`invalid regular expression ${JSON.stringify(pattern)}: ${(e as Error).message.replace(/^Invalid regular expression: /, '')}`);
+    { const msg = (e as Error).message; throw new Error(`invalid regular expression ${JSON.stringify(pattern)}: ${msg.slice(msg.lastIndexOf(': ') + 2)}`); }
   }
   let linearOk = true;
   if (linearEngine()) {
@@ -186,7 +187,15 @@ export function foldCase(src: string): string {
   };
   while (i < n) {
     const c = src[i]!;
-    if (c === '\\') { const l = escapeAt(i); out += src.slice(i, i + l); i += l; continue; }
+    if (c === '\\') {
+      const l = escapeAt(i);
+      const esc = src.slice(i, i + l);
+      const hex = (esc[1] === 'x' && l === 4) || (esc[1] === 'u' && l === 6) ? parseInt(esc.slice(2), 16) : NaN;
+      const o = Number.isNaN(hex) ? '' : otherCase(String.fromCharCode(hex));
+      out += o ? `[${esc}${classEsc(o)}]` : esc;
+      i += l;
+      continue;
+    }
     if (c === '(' && src[i + 1] === '?' && src[i + 2] === '<' && src[i + 3] !== '=' && src[i + 3] !== '!') {
       const e = src.indexOf('>', i);
       if (e > 0) { out += src.slice(i, e + 1); i = e + 1; continue; }
@@ -260,14 +269,19 @@ function decodeComponent(s: string): string {
   try { return decodeURIComponent(t); } catch { return t; }
 }
 
+/** Index of char code `c` in s[from, to), or `to` (never scans past `to`: lookups stay linear). */
+function charIn(s: string, c: number, from: number, to: number): number {
+  for (let i = from; i < to; i++) if (s.charCodeAt(i) === c) return i;
+  return to;
+}
+
 /** The first value of `name` in a query string (`a=1&b=2`), decoded; '' when absent. No regex: linear. */
 export function queryParam(qs: string, name: string): string {
   let start = 0;
   while (start <= qs.length) {
     let end = qs.indexOf('&', start);
     if (end < 0) end = qs.length;
-    const eq = qs.indexOf('=', start);
-    const keyEnd = eq >= 0 && eq < end ? eq : end;
+    const keyEnd = charIn(qs, 61 /* = */, start, end);
     if (decodeComponent(qs.slice(start, keyEnd)) === name) return keyEnd === end ? '' : decodeComponent(qs.slice(keyEnd + 1, end));
     start = end + 1;
   }
@@ -280,8 +294,8 @@ export function cookieValue(header: string, name: string): string {
   while (start < header.length) {
     let end = header.indexOf(';', start);
     if (end < 0) end = header.length;
-    const eq = header.indexOf('=', start);
-    if (eq >= 0 && eq < end && header.slice(start, eq).trim() === name) {
+    const eq = charIn(header, 61 /* = */, start, end);
+    if (eq < end && header.slice(start, eq).trim() === name) {
       let v = header.slice(eq + 1, end).trim();
       if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
       return v;
@@ -405,9 +419,11 @@ function ruleError(r: RuleSource, index: number, problem: string): UwError {
   return new UwError(Codes.ROUTE, `route rule #${index} ${show(r)} (${r.where}): ${problem}`, { exitCode: 2 });
 }
 
-function known(reg: { entries(): Array<[string, unknown]> }): string {
-  const n = reg.entries().map(([k]) => k).sort();
-  return n.length ? n.join(', ') : 'none';
+/** Names registered now, plus those the built-ins provide (a rule naming one loads it). */
+function known(reg: { entries(): Array<[string, unknown]> }, kind: 'routerActions' | 'routeConditions'): string {
+  const n = new Set(reg.entries().map(([k]) => k));
+  try { for (const m of builtinManifest()) for (const x of m.provides?.[kind] ?? []) n.add(x); } catch { /* no manifest */ }
+  return n.size ? [...n].sort().join(', ') : 'none';
 }
 
 /** Compile every rule; throws a UW_ERR_ROUTE naming the first rule that does not compile. */
@@ -441,7 +457,7 @@ export function createRouter(deps: RouterDeps, rules: RuleSource[], opts: { verb
           c.kind = K_COND;
           c.negate = p.negate === true;
           const cond = deps.routeConditions.get(p.condName!);
-          if (cond === undefined) throw new Error(`unknown condition "${p.condName}" (known: ${known(deps.routeConditions)}); a plugin providing it must be loaded (--plugins NAME)`);
+          if (cond === undefined) throw new Error(`unknown condition "${p.condName}" (known: ${known(deps.routeConditions, 'routeConditions')}); a plugin providing it must be loaded (--plugins NAME)`);
           if (typeof cond === 'function') {
             const tpl = compileTemplate(p.condArgs!);
             const fn = cond;
@@ -457,7 +473,7 @@ export function createRouter(deps: RouterDeps, rules: RuleSource[], opts: { verb
           gotos.push({ index, target });
         } else {
           const factory = deps.routerActions.get(p.action!);
-          if (factory === undefined) throw new Error(`unknown action "${p.action}" (known: goto, ${known(deps.routerActions)}); a plugin providing it must be loaded (--plugins NAME)`);
+          if (factory === undefined) throw new Error(`unknown action "${p.action}" (known: goto, ${known(deps.routerActions, 'routerActions')}); a plugin providing it must be loaded (--plugins NAME)`);
           c.owner = deps.routerActions.owner(p.action!) ?? 'core';
           let action: RouterAction;
           try {
