@@ -82,7 +82,7 @@ test('regex guard: backreferences and lookaround refused, catastrophic patterns 
     const t = performance.now();
     assert.equal(re.exec(s), null);
     const ms = performance.now() - t;
-    assert.ok(ms < 500, `${p} took ${ms} ms`);
+    assert.ok(ms < 2000, `${p} took ${ms} ms (unguarded, these take from seconds to years)`);
   }
 });
 
