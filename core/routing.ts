@@ -398,6 +398,8 @@ interface Compiled {
   action: RouterAction | null;
   /** plugin that registered the action (errors are tagged with it) */
   owner: string;
+  /** plugin that registered the condition */
+  condOwner: string;
   /** index of the goto target, -1 when the action is not goto */
   jump: number;
   where: string;
@@ -442,7 +444,7 @@ export function createRouter(deps: RouterDeps, rules: RuleSource[], opts: { verb
       template: compileTemplate,
       regex: compileUserRegex,
     });
-    const c: Compiled = { kind: K_RUN, subject: '', re: null, test: null, negate: false, action: null, owner: 'core', jump: -1, where: src.where, text: src.value };
+    const c: Compiled = { kind: K_RUN, subject: '', re: null, test: null, negate: false, action: null, owner: 'core', condOwner: 'core', jump: -1, where: src.where, text: src.value };
     try {
       if (p.kind === 'label') {
         if (labels.has(p.label!)) throw new Error(`label "${p.label}" is already defined by rule #${labels.get(p.label!)}`);
@@ -457,6 +459,7 @@ export function createRouter(deps: RouterDeps, rules: RuleSource[], opts: { verb
           c.kind = K_COND;
           c.negate = p.negate === true;
           const cond = deps.routeConditions.get(p.condName!);
+          c.condOwner = deps.routeConditions.owner(p.condName!) ?? 'core';
           if (cond === undefined) throw new Error(`unknown condition "${p.condName}" (known: ${known(deps.routeConditions, 'routeConditions')}); a plugin providing it must be loaded (--plugins NAME)`);
           if (typeof cond === 'function') {
             const tpl = compileTemplate(p.condArgs!);
@@ -532,7 +535,7 @@ class RuleRunner implements Router {
         if (m === null) { i++; continue; }
       } else if (c.kind === K_COND) {
         let t: boolean | RegExpExecArray | null;
-        try { t = c.test!(ctx, null); } catch (e) { throw tagError(e, c.owner, 'route'); }
+        try { t = c.test!(ctx, null); } catch (e) { throw tagError(e, c.condOwner, 'route'); }
         if (c.negate) { if (t !== false && t !== null) { i++; continue; } } else if (t === false || t === null) { i++; continue; } else if (t !== true) m = t;
       } else if (c.kind === K_LABEL) { i++; continue; }
       if (c.jump >= 0) {
