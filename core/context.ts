@@ -37,6 +37,8 @@ export class Ctx implements RequestContext {
   /** Content-Length the response declared, -1 if none */
   declaredLength = -1;
   transforms: Transform[] | null = null;
+  /** how many of `transforms` touch the body (a headers-only transform keeps Content-Length and the fast write) */
+  bodyTransforms = 0;
   closers: Array<() => void> | null = null;
   writeFn: ((chunk: string | Uint8Array) => boolean) | null = null;
   /** the WSGI result, for close() */
@@ -66,6 +68,7 @@ export class Ctx implements RequestContext {
   addTransform(t: Transform): void {
     if (this.headersSent) throw new UwError(Codes.INTERNAL, `transform ${t.name} added after the headers were sent`);
     (this.transforms ??= []).push(t);
+    if (t.chunk !== undefined || t.final !== undefined) this.bodyTransforms++;
   }
 
   onClose(fn: () => void): void {
@@ -113,7 +116,7 @@ export class Ctx implements RequestContext {
    */
   private finalHeaders(h: HeaderList, knownLength: number): HeaderList {
     const s = this.server;
-    const addCL = knownLength >= 0 && this.declaredLength < 0 && this.transforms === null && !this.forceChunked;
+    const addCL = knownLength >= 0 && this.declaredLength < 0 && this.bodyTransforms === 0 && !this.forceChunked;
     const close = !this.listener.keepAlive || s.draining;
     if (!addCL && !close && !this.forceChunked && s.addHeaders === null && s.headersHook === null && this.transforms === null) return h;
     let out: HeaderList = h.slice();
@@ -135,6 +138,7 @@ export class Ctx implements RequestContext {
 
   /** Write status and headers. `knownLength` is the whole body's length when known, else -1. */
   writeHead(status: number, reason: string, headers: HeaderList, knownLength: number): void {
+    if (this.forceChunked && (status < 200 || status === 204 || status === 304)) this.forceChunked = false; // no body: no framing
     const h = this.finalHeaders(headers, knownLength);
     this.status = status;
     this.reason = reason;
@@ -160,7 +164,7 @@ export class Ctx implements RequestContext {
   write(chunk: string | Uint8Array): boolean {
     if (this.ended) return false;
     let c: string | Uint8Array | null = chunk;
-    if (this.transforms !== null) {
+    if (this.bodyTransforms !== 0) {
       c = this.applyTransforms(typeof c === 'string' ? Buffer.from(c) : Buffer.from(c.buffer, c.byteOffset, c.byteLength));
       if (c === null || c.length === 0) return true;
     }
@@ -194,7 +198,7 @@ export class Ctx implements RequestContext {
 
   end(chunk?: string | Uint8Array): void {
     if (this.ended) return;
-    if (this.transforms !== null) {
+    if (this.bodyTransforms !== 0 && this.transforms !== null) {
       if (chunk !== undefined && byteLen(chunk) > 0) this.write(chunk);
       chunk = undefined;
       let tail: Buffer[] | null = null;
@@ -288,6 +292,7 @@ export class Ctx implements RequestContext {
     const body = (err instanceof HttpError && err.expose ? err.message : text) + '\n';
     this.declaredLength = -1;
     this.transforms = null;
+    this.bodyTransforms = 0;
     this.forceChunked = false;
     this.writeHead(status, text, [['Content-Type', 'text/plain; charset=utf-8']], Buffer.byteLength(body));
     this.end(body);

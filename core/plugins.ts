@@ -16,6 +16,8 @@ export interface ManifestEntry {
   /** path relative to the manifest's folder */
   entry: string;
   options: Array<Pick<OptionSpec, 'name' | 'type' | 'alias' | 'short' | 'multiple'>>;
+  /** router actions / route conditions the plugin registers (Plugin.provides) */
+  provides?: { routerActions?: string[]; routeConditions?: string[] };
 }
 
 export type Origin = 'builtin' | 'plugins-dir' | 'npm' | 'path';
@@ -64,6 +66,12 @@ export function builtinOwner(key: string): string | undefined {
   for (const m of builtinManifest()) {
     for (const o of m.options) if (o.name === key || o.alias?.includes(key)) return m.name;
   }
+  return undefined;
+}
+
+/** The built-in plugin that provides router action (or route condition) `name`, if any. */
+export function builtinProvider(kind: 'routerActions' | 'routeConditions', name: string): string | undefined {
+  for (const m of builtinManifest()) if (m.provides?.[kind]?.includes(name)) return m.name;
   return undefined;
 }
 

@@ -201,6 +201,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
     installSlot(server, () => process.kill(process.pid, 'SIGHUP'));
     await server.setupPlugins(cfg.plugins, cfg.pluginOptions);
     configure(server, options);
+    server.compileRoutes(false); // a bad route rule stops startup here, before any worker is spawned
     for (const p of unixPaths(server)) await prepareUnixSocket(p);
     banner(root, server, cfg, true);
     await server.hooks.masterStart.promise();

@@ -4,7 +4,7 @@ import os from 'node:os';
 import type pino from 'pino';
 import type {
   Address, AppKind, Env, HeaderList, ListenerHandle, ListenerInfo, Logger, PluginApi, ProcessRole, Protocol,
-  RouteCondition, RouterActionFactory, ServerHandle, ServiceSpec, Wire,
+  RouteCondition, RouteConditionSpec, RouteResult, RouterActionFactory, ServerHandle, ServiceSpec, Wire,
 } from '../sdk/index.js';
 import { Codes, UwError } from './errors.js';
 import { createFacade, createHooks, NamedRegistry, type CoreHooks } from './hooks.js';
@@ -13,7 +13,7 @@ import { Ctx } from './context.js';
 import { buildHttpEnv } from './httpenv.js';
 import { loadApp, type Handler } from './app.js';
 import { asLogger } from './logger.js';
-import { createRouter, type Router } from './routing.js';
+import { createRouter, type Router, type RuleSource } from './routing.js';
 import { VERSION } from './version.js';
 import { wsgiHandler } from './wsgi.js';
 
@@ -32,7 +32,7 @@ export class Server implements ServerHandle {
   readonly hooks: CoreHooks = createHooks();
   readonly protocols = new NamedRegistry<Protocol>('protocol');
   readonly routerActions = new NamedRegistry<RouterActionFactory>('router action');
-  readonly routeConditions = new NamedRegistry<RouteCondition>('route condition');
+  readonly routeConditions = new NamedRegistry<RouteCondition | RouteConditionSpec>('route condition');
   readonly appKinds = new NamedRegistry<AppKind>('app kind');
   readonly services = new NamedRegistry<ServiceSpec>('service');
   readonly declared: DeclaredListener[] = [];
@@ -60,6 +60,8 @@ export class Server implements ServerHandle {
   private finishHook: CoreHooks['finish'] | null = null;
   private accessLog: Logger | null = null;
   private fast = false;
+  /** routes but no request/handle hooks: run the rules synchronously, then the application */
+  private routedFast = false;
   readonly handles: ListenerHandle[] = [];
   inflight = 0;
   requests = 0;
@@ -212,9 +214,15 @@ export class Server implements ServerHandle {
     this.headersHook = h.headers.isUsed() ? h.headers : null;
     this.finishHook = h.finish.isUsed() ? h.finish : null;
     if (!this.options['disable-logging']) this.accessLog = this.log;
-    const rules = (this.options['__routes'] as unknown[] | undefined) ?? [];
-    this.router = rules.length ? createRouter(this, rules as never) : null;
+    this.router = this.compileRoutes(false);
     this.fast = this.requestHook === null && this.handleHook === null && this.router === null && this.app !== null;
+    this.routedFast = this.requestHook === null && this.handleHook === null && this.router !== null && this.app !== null;
+  }
+
+  /** Compile the routing rules (`options.__routes`, in the order written); throws UW_ERR_ROUTE on a bad rule. */
+  compileRoutes(verbose: boolean): Router | null {
+    const rules = (this.options['__routes'] as RuleSource[] | undefined) ?? [];
+    return rules.length ? createRouter(this, rules, { verbose }) : null;
   }
 
   /** The CGI vars of a node:http request. */
@@ -247,7 +255,23 @@ export class Server implements ServerHandle {
       if (r !== undefined) (r as Promise<void>).catch((e: unknown) => ctx.fail(e));
       return;
     }
+    if (this.routedFast) {
+      // routes but no hooks: the rules usually answer synchronously, so no promise until the application
+      let r: RouteResult | Promise<RouteResult>;
+      try { r = this.router!.run(ctx); } catch (e) { void ctx.fail(e); return; }
+      if (typeof r === 'string') { this.afterRoutes(ctx, r); return; }
+      ctx.watch();
+      r.then((v) => this.afterRoutes(ctx, v), (e: unknown) => ctx.fail(e));
+      return;
+    }
     this.slowDispatch(ctx).catch((e: unknown) => ctx.fail(e));
+  }
+
+  private afterRoutes(ctx: Ctx, r: RouteResult): void {
+    if (r !== 'continue' || ctx.ended || ctx.headersSent) { routed(ctx); return; }
+    let x: unknown;
+    try { x = this.app!(ctx); } catch (e) { void ctx.fail(e); return; }
+    if (x !== undefined) (x as Promise<void>).catch((e: unknown) => ctx.fail(e));
   }
 
   private async slowDispatch(ctx: Ctx): Promise<void> {
@@ -257,12 +281,9 @@ export class Server implements ServerHandle {
       if (handled || ctx.ended || ctx.headersSent) return;
     }
     if (this.router !== null) {
-      const r = await this.router.run(ctx);
-      if (r === 'break' || ctx.ended || ctx.headersSent) {
-        if (!ctx.ended && !ctx.headersSent) ctx.respond(200, [['Content-Type', 'text/plain']], '');
-        else if (!ctx.ended && r === 'break') ctx.end();
-        return;
-      }
+      let r = this.router.run(ctx);
+      if (typeof r !== 'string') r = await r;
+      if (r !== 'continue' || ctx.ended || ctx.headersSent) { routed(ctx); return; }
     }
     if (this.handleHook !== null) {
       const handled = await this.handleHook.promise(ctx);
@@ -365,6 +386,16 @@ export class Server implements ServerHandle {
     }
     this.closers.length = 0;
   }
+}
+
+/**
+ * Routing ended the request ('break', or an action answered): finish a started response; with nothing sent,
+ * close the connection without a response, as uWSGI's `break:` does.
+ */
+function routed(ctx: Ctx): void {
+  if (ctx.ended) return;
+  if (ctx.headersSent) ctx.end();
+  else ctx.abort();
 }
 
 export function describeAddress(a: Address): string {

@@ -6,7 +6,7 @@
  * The SDK version plugins are checked against (`plugin.sdk` is a semver range over it).
  * @since 1.0.0
  */
-export const SDK_VERSION = '1.0.0';
+export const SDK_VERSION = '1.1.0';
 
 /**
  * Named stages for ordering taps on one hook: lower runs first.
@@ -142,9 +142,15 @@ export interface Wire {
 }
 
 /**
- * A per-request response transformation (gzip, cache-store …). Transforms run in the order they were added,
- * on the body bytes the application produced; transfer framing (chunked) is applied after all of them by the
- * protocol, because a transfer coding is by definition the outermost one.
+ * A per-request response transformation (gzip, cache-store …), added with `ctx.addTransform(t)` before the
+ * headers are sent (typically by a router action or a `request` hook). Transforms run in the order they were
+ * added: each `headers()` sees the list the previous one returned; each body chunk goes through every `chunk()`
+ * in turn; at the end each `final()` may flush a last piece, which the later transforms' `chunk()` still see.
+ * A transform that changes the body's length must drop `Content-Length` in `headers()` (the core then frames
+ * the body itself). A transform with only `headers()` is a header edit: the body and its Content-Length are
+ * left alone (@since 1.1.0). Transfer framing (`chunked`, `ctx.forceChunked`) is applied after all of them by
+ * the protocol, because a transfer coding is by definition the outermost one: a gzip added after `chunked:`
+ * still compresses the body, then the compressed bytes are chunk-framed.
  * @since 1.0.0
  */
 export interface Transform {
@@ -250,16 +256,77 @@ export interface ServerHandle {
 /** Result of a router action: continue to the next rule, stop routing and run the app, or end the request. @since 1.0.0 */
 export type RouteResult = 'next' | 'continue' | 'break';
 
-/** A compiled router action. `match` holds the rule's regex captures ($1…$9). @since 1.0.0 */
+/**
+ * A compiled router action, run when its rule matches. `match` holds the rule's regex captures ($1…$9), or a
+ * `regexp` condition's. Return `'next'` (go on with the next rule), `'continue'` (stop routing, run the app) or
+ * `'break'` (the response is done: the action answered it, or, with nothing sent, the connection is closed).
+ * An action that answers asynchronously must return a Promise that resolves once it has answered.
+ * @since 1.0.0
+ */
 export type RouterAction = (ctx: RequestContext, match: RegExpExecArray | null) => RouteResult | Promise<RouteResult>;
 
-/** A router action factory: called once per rule at startup with the raw argument string. @since 1.0.0 */
-export interface RouterActionFactory {
-  (args: string, rule: { source: string; expand(template: string, ctx: RequestContext, match: RegExpExecArray | null): string }): RouterAction;
+/**
+ * An argument template compiled once: `$1…$9` (captures) and `${VAR}` (request variables) expanded per request.
+ * @since 1.1.0
+ */
+export interface RouteTemplate {
+  (ctx: RequestContext, match: RegExpExecArray | null): string;
+  /** the text when it holds no variable (nothing to expand), else null. */
+  readonly constant: string | null;
 }
 
-/** A route-if condition: compiled once; tested per request with the expanded argument. @since 1.0.0 */
+/**
+ * What an action factory or a condition learns about its rule at startup.
+ * @since 1.0.0 (`option`, `text`, `template`, `regex` @since 1.1.0)
+ */
+export interface RouteRule {
+  /** where the rule was written: `/etc/app.ini:12`, `command line`, `environment UWCORE_ROUTE`. */
+  readonly source: string;
+  /** the option that declared it (`route`, `route-if`, `route-run` …). @since 1.1.0 */
+  readonly option: string;
+  /** the rule's full text, as written. @since 1.1.0 */
+  readonly text: string;
+  /** expand `$1…$9` and `${VAR}` in `template` for one request (parses each call: prefer `template()`). */
+  expand(template: string, ctx: RequestContext, match: RegExpExecArray | null): string;
+  /** compile a template once (at startup); throws a message for a malformed `${…}`. @since 1.1.0 */
+  template(text: string): RouteTemplate;
+  /**
+   * compile a user-supplied regular expression under the router's rules (no backreferences, no lookaround:
+   * matching runs in linear time on hostile input; a leading `(?i)` means case-insensitive). Throws a message on refusal.
+   * @since 1.1.0
+   */
+  regex(pattern: string): RegExp;
+}
+
+/**
+ * A router action factory: called once per rule at startup with the raw argument string (the text after
+ * `name:`). Throw an Error to refuse the rule: startup stops with the rule, its source and your message.
+ * @since 1.0.0
+ */
+export interface RouterActionFactory {
+  (args: string, rule: RouteRule): RouterAction;
+}
+
+/**
+ * A route-if condition in its simple form: tested per request with the whole argument, expanded.
+ * @since 1.0.0
+ */
 export type RouteCondition = (value: string, ctx: RequestContext) => boolean;
+
+/**
+ * A per-request condition test. A RegExpExecArray counts as true and gives its captures to the action ($1…$9).
+ * @since 1.1.0
+ */
+export type RouteTest = (ctx: RequestContext, match: RegExpExecArray | null) => boolean | RegExpExecArray | null;
+
+/**
+ * A route-if condition compiled once per rule: `compile` receives the raw argument (the text between
+ * `name:` and the action, e.g. `${PATH_INFO};/foo`) and returns the per-request test. Throw to refuse the rule.
+ * @since 1.1.0
+ */
+export interface RouteConditionSpec {
+  compile(args: string, rule: RouteRule): RouteTest;
+}
 
 /** An application kind (uWSGI's modifier1 for apps): recognises a loaded module's export. @since 1.0.0 */
 export interface AppKind {
@@ -364,7 +431,7 @@ export interface PluginApi {
   readonly workerId: number;
   readonly protocols: Registry<Protocol>;
   readonly routerActions: Registry<RouterActionFactory>;
-  readonly routeConditions: Registry<RouteCondition>;
+  readonly routeConditions: Registry<RouteCondition | RouteConditionSpec>;
   readonly appKinds: Registry<AppKind>;
   readonly services: Registry<ServiceSpec>;
   readonly rpc: Rpc;
@@ -388,6 +455,12 @@ export interface Plugin<A = unknown> {
   description?: string;
   requires?: string[];
   options?: OptionSpec[];
+  /**
+   * Names this plugin registers in the router registries. The build records it in the built-in manifest, so a
+   * rule that names one of these actions or conditions loads the plugin without `--plugins` (as an option does).
+   * @since 1.1.0
+   */
+  provides?: { routerActions?: string[]; routeConditions?: string[] };
   setup?(api: PluginApi): A | void | Promise<A | void>;
 }
 

@@ -4,7 +4,8 @@
 import path from 'node:path';
 import type { OptionSpec } from '../../sdk/index.js';
 import { Codes, UwError, usageError } from '../errors.js';
-import { builtinManifest, builtinOwner, loadPlugins, type LoadedPlugin } from '../plugins.js';
+import { builtinManifest, builtinOwner, builtinProvider, loadPlugins, type LoadedPlugin } from '../plugins.js';
+import { parseRule, ROUTE_OPTIONS, type RuleSource } from '../routing.js';
 import { CORE_OPTIONS, UWSGI_LANGUAGE_PLUGINS } from './core-options.js';
 import { OptionTable, resolveOptions } from './resolve.js';
 import { expandPlaceholders, readArgv, readEnv, readIni, type ArgvResult, type Entry } from './sources.js';
@@ -96,6 +97,15 @@ export async function loadConfig(argv: string[], opts: { env?: NodeJS.ProcessEnv
     const owner = builtinOwner(e.key);
     if (owner && !names.includes(owner)) names.push(owner);
   }
+  // built-ins providing the actions and conditions route rules name (a rule that does not parse is reported later)
+  for (const e of all) {
+    const key = pre.canonical(e.key);
+    if (key === undefined || !ROUTE_OPTIONS.has(key) || e.value === true) continue;
+    let p: ReturnType<typeof parseRule>;
+    try { p = parseRule(key, e.value); } catch { continue; }
+    const need = [p.action && builtinProvider('routerActions', p.action), p.condName && builtinProvider('routeConditions', p.condName)];
+    for (const n of need) if (n && !names.includes(n)) names.push(n);
+  }
   if (opts.allPlugins) for (const m of builtinManifest()) if (!names.includes(m.name)) names.push(m.name);
   if (opts.onlyPlugin && !names.includes(opts.onlyPlugin) && opts.onlyPlugin !== 'core') names.push(opts.onlyPlugin);
   const pluginsDirs: string[] = [];
@@ -138,9 +148,24 @@ export async function loadConfig(argv: string[], opts: { env?: NodeJS.ProcessEnv
       return undefined;
     },
   });
+  options['__routes'] = routeEntries(table, all);
   options['__plugins'] = plugins.map((p) => p.plugin.name);
   options['__ini'] = iniFiles;
   return { options, plugins, table, pluginOptions, cli, warnings, iniFiles };
+}
+
+const RANK = { ini: 0, env: 1, cli: 2 } as const;
+
+/** The routing rules in the order written, across options: ini files, then environment, then command line. */
+function routeEntries(table: OptionTable, all: Entry[]): RuleSource[] {
+  const out: RuleSource[] = [];
+  const sorted = all.map((e, i) => [e, i] as const).sort((a, b) => RANK[a[0].source] - RANK[b[0].source] || a[1] - b[1]);
+  for (const [e] of sorted) {
+    const key = table.canonical(e.key);
+    if (key === undefined || !ROUTE_OPTIONS.has(key)) continue;
+    out.push({ option: key, value: e.value === true ? '' : e.value, where: e.where });
+  }
+  return out;
 }
 
 export { UwError };
