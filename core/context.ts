@@ -138,8 +138,10 @@ export class Ctx implements RequestContext {
 
   /** Write status and headers. `knownLength` is the whole body's length when known, else -1. */
   writeHead(status: number, reason: string, headers: HeaderList, knownLength: number): void {
-    if (this.forceChunked && (status < 200 || status === 204 || status === 304)) this.forceChunked = false; // no body: no framing
-    const h = this.finalHeaders(headers, knownLength);
+    // 1xx, 204 and 304 have no body: no framing headers at all (RFC 9110 §8.6, RFC 9112 §6.1)
+    const bodiless = status < 200 || status === 204 || status === 304;
+    if (bodiless) this.forceChunked = false;
+    const h = this.finalHeaders(headers, bodiless ? -1 : knownLength);
     this.status = status;
     this.reason = reason;
     // node:http validates names and values here: a bad header throws before anything is sent
