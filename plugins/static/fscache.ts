@@ -316,7 +316,7 @@ export class FsCache {
   async unchanged(e: FileEntry, fd: number): Promise<boolean> {
     try {
       const st = await fstatP(fd);
-      if (e.same(st) && st.nlink > 0) return true;
+      if (e.same(st)) return true; // an unlinked (replaced) file still reads consistently
     } catch { /* fall through */ }
     this.retire(e);
     return false;
