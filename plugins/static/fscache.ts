@@ -244,7 +244,7 @@ export class FsCache {
         this.o.debug('file resolves outside its root and every --static-safe directory', { path: key, file: real, root });
         continue;
       }
-      if (this.skipped(real)) return null;
+      if (this.skipped(candidate) || this.skipped(real)) return null;
       return this.entryFor(real, st, root, '', this.o.typeOf(real));
     }
     return null;

@@ -11,8 +11,6 @@ import { acceptedEncodings, etagListMatches, evaluateRange, ifRangeMatches, pars
 
 /** one read from disk (and the largest write to the wire) */
 const CHUNK = 256 * 1024;
-/** read buffers kept for reuse per process */
-const POOL_MAX = 16;
 
 interface ExpiresRule { re: RegExp | null; type: string | null; secs: number }
 
@@ -83,17 +81,17 @@ export default definePlugin({
   sdk: '^1.0.0',
   description: 'serve files before the application: check-static, static-map, Range, conditional requests (uWSGI\'s static file server)',
   options: [
-    { name: 'check-static', type: 'path', multiple: true, alias: ['static-check'], arg: 'DIR', help: 'serve DIR + PATH_INFO when it is a file, before the application (repeatable, tried in order)' },
+    { name: 'check-static', type: 'path', multiple: true, alias: ['static-check'], arg: 'DIR', help: 'serve DIR + PATH_INFO when it is a file, before the application (tried in order)' },
     { name: 'static-map', type: 'string', multiple: true, arg: '/MOUNT=DIR', help: 'serve DIR + the rest of PATH_INFO for paths under /MOUNT (DIR may be a file; relative to the working directory)' },
     { name: 'static-map2', type: 'string', multiple: true, arg: '/MOUNT=DIR', help: 'like --static-map but DIR + the whole PATH_INFO (the mount stays in the path)' },
-    { name: 'static-index', type: 'string', multiple: true, arg: 'NAME', help: 'for a directory, serve the first of these files that exists (repeatable); never a listing' },
+    { name: 'static-index', type: 'string', multiple: true, arg: 'NAME', help: 'for a directory, serve the first of these files that exists; never a listing' },
     { name: 'static-skip-ext', type: 'string', multiple: true, arg: 'EXT', help: 'never serve files ending in EXT (e.g. .php); such requests go to the application' },
     { name: 'static-safe', type: 'path', multiple: true, arg: 'DIR', help: 'a directory that symlinks inside the roots may point into' },
     { name: 'static-expires-type', type: 'string', multiple: true, arg: 'TYPE=SECONDS', help: 'Expires/Cache-Control for files of this content type (e.g. text/css=86400)' },
     { name: 'static-expires', type: 'string', multiple: true, arg: 'REGEX=SECONDS', help: 'Expires/Cache-Control for files whose real path matches REGEX' },
     { name: 'static-expires-uri', type: 'string', multiple: true, arg: 'REGEX=SECONDS', help: 'Expires/Cache-Control when REQUEST_URI matches REGEX' },
     { name: 'static-expires-path-info', type: 'string', multiple: true, arg: 'REGEX=SECONDS', help: 'Expires/Cache-Control when PATH_INFO matches REGEX' },
-    { name: 'mimefile', type: 'path', multiple: true, alias: ['mime-file'], arg: 'FILE', help: 'a mime.types file (repeatable; default: the built-in table plus /etc/mime.types when present)' },
+    { name: 'mimefile', type: 'path', multiple: true, alias: ['mime-file'], arg: 'FILE', help: 'a mime.types file (default: the built-in table plus /etc/mime.types when present)' },
     { name: 'honour-range', type: 'bool', default: true, alias: ['honor-range'], help: 'answer Range requests (206, multipart/byteranges, 416); on by default, honour-range = false turns it off' },
     { name: 'static-gzip-all', type: 'bool', default: false, help: 'serve FILE.br or FILE.gz instead of FILE when the client accepts it (with Content-Encoding and Vary)' },
     { name: 'static-cache-paths', type: 'seconds', default: 1, min: 0, max: 3600, arg: 'S', help: 'remember path lookups, file metadata and open descriptors for S seconds (0: stat every request)' },
@@ -171,10 +169,9 @@ export default definePlugin({
     });
     api.onClose(() => cache.close());
 
-    // read buffers of CHUNK bytes, reused once the wire has flushed them
-    const pool: Buffer[] = [];
-    const getBuf = (n: number): Buffer => (n === CHUNK && pool.length > 0 ? pool.pop()! : Buffer.allocUnsafeSlow(n));
-    const putBuf = (b: Buffer): void => { if (b.buffer.byteLength === CHUNK && b.byteOffset === 0 && pool.length < POOL_MAX) pool.push(Buffer.from(b.buffer, 0, CHUNK)); };
+    // A fresh buffer per read: a chunk handed to ctx.write may be kept by a response transform (the SDK
+    // lets transforms hold chunks back), so read buffers are never recycled.
+    const getBuf = (n: number): Buffer => (n < 4096 ? Buffer.allocUnsafe(n) : Buffer.allocUnsafeSlow(n));
 
     /** Expires for this request: the file's own rule, else the first URI / PATH_INFO rule that matches. */
     function expiresFor(ctx: RequestContext, e: FileEntry): number {
@@ -247,13 +244,10 @@ export default definePlugin({
       }
     }
 
-    /** Write one chunk; recycle it once the wire flushed it. False when the client is gone. */
+    /** Write one chunk, waiting for the wire to drain. False when the client is gone. */
     async function put(ctx: RequestContext, b: Buffer): Promise<boolean> {
-      if (ctx.write(b)) return !ctx.aborted;
-      await ctx.drain();
-      if (ctx.aborted) return false;
-      putBuf(b);
-      return true;
+      if (!ctx.write(b)) await ctx.drain();
+      return !ctx.aborted;
     }
 
     function partHead(e: FileEntry, r: ByteRange, first: boolean): Buffer {
@@ -312,7 +306,9 @@ export default definePlugin({
       if (ranges === null) {
         const h = withExpires(e.full, secs, now, e.expires >= 0);
         if (head || e.size === 0) { ctx.start(200, '', h); ctx.end(); return; }
-        if (await inMemory(e)) { ctx.respond(200, h, e.data!); return; }
+        let mem = inMemory(e);
+        if (typeof mem !== 'boolean') mem = await mem;
+        if (mem) { ctx.respond(200, h, e.data!); return; }
         ctx.start(200, '', h);
         await streamFile(ctx, e, [{ start: 0, end: e.size - 1 }]);
         return;
@@ -323,7 +319,9 @@ export default definePlugin({
         const h = withExpires(e.base, secs, now, e.expires >= 0);
         const out = h === e.base ? h.slice() : h;
         out.push(['Content-Range', `bytes ${r.start}-${r.end}/${e.size}`], ['Content-Length', String(r.end - r.start + 1)]);
-        if (await inMemory(e)) { ctx.respond(206, out, e.data!.subarray(r.start, r.end + 1)); return; }
+        let mem = inMemory(e);
+        if (typeof mem !== 'boolean') mem = await mem;
+        if (mem) { ctx.respond(206, out, e.data!.subarray(r.start, r.end + 1)); return; }
         ctx.start(206, '', out);
         await streamFile(ctx, e, [r]);
         return;
@@ -350,7 +348,9 @@ export default definePlugin({
         const r = { start: lo, end: hi };
         const out = withExpires(e.base, secs, now, e.expires >= 0).slice();
         out.push(['Content-Range', `bytes ${lo}-${hi}/${e.size}`], ['Content-Length', String(hi - lo + 1)]);
-        if (await inMemory(e)) { ctx.respond(206, out, e.data!.subarray(lo, hi + 1)); return; }
+        let mem = inMemory(e);
+        if (typeof mem !== 'boolean') mem = await mem;
+        if (mem) { ctx.respond(206, out, e.data!.subarray(lo, hi + 1)); return; }
         ctx.start(206, '', out);
         await streamFile(ctx, e, [r]);
         return;
@@ -359,7 +359,9 @@ export default definePlugin({
       for (const x of withExpires(e.base, secs, now, e.expires >= 0)) if (x[0] !== 'Content-Type') out.push(x);
       out.unshift(['Content-Type', `multipart/byteranges; boundary=${boundary}`]);
       out.push(['Content-Length', String(len)]);
-      if (await inMemory(e)) {
+      let mem = inMemory(e);
+      if (typeof mem !== 'boolean') mem = await mem;
+      if (mem) {
         ctx.start(206, '', out);
         for (const p of pieces) ctx.write(Buffer.isBuffer(p) ? p : e.data!.subarray(p.start, p.end + 1));
         ctx.end();
@@ -370,9 +372,12 @@ export default definePlugin({
     }
 
     /** Serve from memory? Counts the hit; loads a file on its second request when it fits. */
-    async function inMemory(e: FileEntry): Promise<boolean> {
+    function inMemory(e: FileEntry): boolean | Promise<boolean> {
       if (e.data !== null) { cache.touch(e); return true; }
       if (e.size > memoryFileMax || ++e.hits < 2) return false;
+      return loadThenCheck(e);
+    }
+    async function loadThenCheck(e: FileEntry): Promise<boolean> {
       await cache.load(e);
       return e.data !== null;
     }
