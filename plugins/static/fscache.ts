@@ -18,9 +18,11 @@ export interface Source {
   mount: string;
   /** the directory (or file, for maps) as configured */
   dir: string;
-  /** realpath of `dir`, resolved on first use (uWSGI resolves lazily too) */
+  /** realpath of `dir`, resolved on first use (uWSGI resolves lazily too) and again after the cache TTL,
+   *  so that a root behind a symlink (`current -> releases/42`) follows deployments */
   real: string | null;
   isFile: boolean;
+  realUntil?: number;
 }
 
 /** The file changed under us (stat identity differs from what the entry recorded). */
@@ -190,13 +192,14 @@ export class FsCache {
   }
 
   private async rootOf(s: Source): Promise<string | null> {
-    if (s.real !== null) return s.real;
+    const now = Date.now();
+    if (s.real !== null && (s.realUntil ?? 0) > now) return s.real;
     const r = await realpathP(s.dir);
-    if (r === null) return null;
-    const st = await statP(r);
-    if (st === null) return null;
+    const st = r === null ? null : await statP(r);
+    if (r === null || st === null) { s.real = null; return null; }
     s.isFile = st.isFile();
     s.real = r;
+    s.realUntil = now + this.ttlMs;
     return r;
   }
 

@@ -217,7 +217,8 @@ export default definePlugin({
             reads++;
             if (n !== want) { // truncated while we read it
               cache.retire(e);
-              ctx.abort(new Changed(e.real));
+              ctx.log.debug({ file: e.real }, 'file truncated during the response: connection closed short of Content-Length');
+              ctx.abort();
               return;
             }
             const chunk = n === buf.length ? buf : buf.subarray(0, n);
@@ -234,7 +235,8 @@ export default definePlugin({
         if (ctx.aborted) return;
         if (reads > 1 && !(await cache.unchanged(e, fd))) {
           // the file changed during the download: withhold the last bytes so the client sees a short body
-          ctx.abort(new Changed(e.real));
+          ctx.log.debug({ file: e.real }, 'file changed during the response: connection closed short of Content-Length');
+          ctx.abort();
           return;
         }
         ctx.end(held ?? undefined);
@@ -405,7 +407,10 @@ export default definePlugin({
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           if (ctx.headersSent || ctx.aborted) {
-            if (!ctx.aborted) ctx.abort(err as Error);
+            if (!ctx.aborted) {
+              ctx.log.warn({ code: code ?? (err as { code?: string }).code, plugin: 'static', hook: 'request', file: e.real }, `reading the file failed mid-response: ${(err as Error).message}; connection closed`);
+              ctx.abort();
+            }
             return true;
           }
           if (attempt === 0 && (err instanceof Changed || code === 'ENOENT' || code === 'ENOTDIR')) {

@@ -399,6 +399,27 @@ describe('static: options', () => {
     } finally { await srv.stop(); fs.rmSync(dir, { recursive: true, force: true }); }
   });
 
+  it('a root behind a symlink follows a deployment switch; an unreadable file is 403', async () => {
+    const dir = tmpDir('uwcore-static-deploy-');
+    const port = await freePort();
+    writeFile(path.join(dir, 'releases/1/public/v.txt'), 'one\n');
+    writeFile(path.join(dir, 'releases/2/public/v.txt'), 'two\n');
+    writeFile(path.join(dir, 'releases/1/public/locked.txt'), 'locked\n');
+    fs.chmodSync(path.join(dir, 'releases/1/public/locked.txt'), 0o000);
+    fs.symlinkSync('releases/1', path.join(dir, 'current'));
+    writeFile(path.join(dir, 'app.js'), APP);
+    const srv = await startUwcore(['--http', `127.0.0.1:${port}`, '--app', 'app.js', '--check-static', 'current/public', '--static-cache-paths', '0.2'], { cwd: dir });
+    try {
+      assert.equal((await httpGet(port, '/v.txt')).body.toString(), 'one\n');
+      if (process.getuid?.() !== 0) assert.equal((await httpGet(port, '/locked.txt')).status, 403);
+      fs.symlinkSync('releases/2', path.join(dir, 'current.new'));
+      fs.renameSync(path.join(dir, 'current.new'), path.join(dir, 'current'));
+      await new Promise((r) => setTimeout(r, 450));
+      assert.equal((await httpGet(port, '/v.txt')).body.toString(), 'two\n');
+      assert.ok(isApp(await httpGet(port, '/locked.txt')), 'not in the new release');
+    } finally { await srv.stop(); fs.rmSync(dir, { recursive: true, force: true }); }
+  });
+
   it('a static-map without = is a usage error naming the option', async () => {
     const { runUwcore } = await import('../helpers/server.js');
     const r = await runUwcore(['--http', `127.0.0.1:${await freePort()}`, '--static-map', '/nothing']);
