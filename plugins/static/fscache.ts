@@ -112,9 +112,6 @@ function statP(p: string): Promise<fs.Stats | null> {
 function realpathP(p: string): Promise<string | null> {
   return new Promise((resolve) => fs.realpath.native(p, (err, r) => resolve(err ? null : r)));
 }
-function fstatP(fd: number): Promise<fs.Stats> {
-  return new Promise((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st))));
-}
 export function readP(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.read(fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 }
@@ -318,7 +315,7 @@ export class FsCache {
   /** Is the open descriptor still the file the entry describes? (After a multi-read response, before its last bytes.) */
   async unchanged(e: FileEntry, fd: number): Promise<boolean> {
     try {
-      const st = await fstatP(fd);
+      const st = fs.fstatSync(fd); // an open descriptor's inode is in memory: this never waits for the disk
       if (e.same(st)) return true; // an unlinked (replaced) file still reads consistently
     } catch { /* fall through */ }
     this.retire(e);

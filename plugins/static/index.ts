@@ -97,6 +97,7 @@ export default definePlugin({
     { name: 'static-cache-paths', type: 'seconds', default: 1, min: 0, max: 3600, arg: 'S', help: 'remember path lookups, file metadata and open descriptors for S seconds (0: stat every request)' },
     { name: 'static-memory-cache', type: 'size', default: 32 * 1024 * 1024, min: 0, arg: 'SIZE', help: 'keep hot files in memory, up to SIZE bytes per worker (0 disables)' },
     { name: 'static-memory-max-file', type: 'size', default: 1024 * 1024, min: 0, arg: 'SIZE', help: 'largest file kept in memory' },
+    { name: 'static-sync-read', type: 'size', default: 64 * 1024, min: 0, arg: 'SIZE', help: 'read up to SIZE bytes from an open file without the thread pool (like nginx without aio: a page-cache read costs microseconds, a thread-pool round trip far more); 0: always asynchronous' },
     { name: 'static-max-ranges', type: 'int', default: 16, min: 1, max: 1000, arg: 'N', help: 'more ranges than N in one request (after merging overlaps) are coalesced into one' },
   ],
   setup(api) {
@@ -111,6 +112,7 @@ export default definePlugin({
     const honourRange = o['honour-range'] !== false;
     const gzipAll = o['static-gzip-all'] === true;
     const maxRanges = o['static-max-ranges'] as number;
+    const syncReadMax = o['static-sync-read'] as number;
     const memoryMax = o['static-memory-cache'] as number;
     const memoryFileMax = Math.min(o['static-memory-max-file'] as number, memoryMax);
     let mime: Map<string, string>;
@@ -197,7 +199,7 @@ export default definePlugin({
       const fd = await cache.acquire(e);
       let reads = 0;
       let held: Buffer | null = null;
-      let pending: Promise<number> | null = null;
+      let pending: Promise<number> | number | null = null;
       try {
         for (const piece of pieces) {
           if (ctx.aborted) return;
@@ -210,9 +212,9 @@ export default definePlugin({
           const end = piece.end + 1;
           let buf = getBuf(Math.min(CHUNK, end - pos));
           let want = Math.min(buf.length, end - pos);
-          pending = readP(fd, buf, want, pos);
+          pending = want <= syncReadMax ? fs.readSync(fd, buf, 0, want, pos) : readP(fd, buf, want, pos);
           while (pos < end) {
-            const n: number = await pending!;
+            const n: number = typeof pending === 'number' ? pending : await pending!;
             pending = null;
             reads++;
             if (n !== want) { // truncated while we read it
@@ -226,7 +228,7 @@ export default definePlugin({
             if (pos < end) { // read ahead while the previous chunk drains
               buf = getBuf(Math.min(CHUNK, end - pos));
               want = Math.min(buf.length, end - pos);
-              pending = readP(fd, buf, want, pos);
+              pending = want <= syncReadMax ? fs.readSync(fd, buf, 0, want, pos) : readP(fd, buf, want, pos);
             }
             if (held !== null && !(await put(ctx, held))) return;
             held = chunk;
@@ -241,7 +243,7 @@ export default definePlugin({
         }
         ctx.end(held ?? undefined);
       } finally {
-        if (pending !== null) await pending.catch(() => 0);
+        if (pending !== null && typeof pending !== 'number') await pending.catch(() => 0);
         cache.release(e);
       }
     }
