@@ -103,6 +103,7 @@ export interface CacheOptions {
 interface PathSlot { entry: FileEntry | null; until: number }
 
 const MAX_PATHS = 10_000;
+const MAX_FILES = 20_000;
 /** drop an unused entry (and its cached content) after this long */
 const IDLE_DROP_MS = 60_000;
 
@@ -225,7 +226,7 @@ export class FsCache {
       }
       const root = await this.rootOf(s);
       if (root === null) continue;
-      let candidate = s.isFile ? root : root + rest;
+      let candidate = s.isFile && s.kind !== 'check-static' ? root : root + rest;
       let st = await statP(candidate);
       if (st === null) continue;
       if (st.isDirectory()) {
@@ -260,6 +261,7 @@ export class FsCache {
     }
     const e = new FileEntry(real, st, root, type, encoding, now);
     this.o.decorate(e);
+    if (this.files.size >= MAX_FILES) this.retire(this.files.values().next().value!);
     this.files.set(k, e);
     return e;
   }

@@ -367,6 +367,32 @@ static-cache-paths = 0.2
     assert.equal(rg.body.toString(), 'GZIP');
   });
 
+  it('keep-alive framing: pipelined 200, HEAD, 304, 412, 416, 206, multipart and app responses on one connection', async () => {
+    const reqs = [
+      ['GET', '/small.txt', ''], ['HEAD', '/big.bin', ''], ['GET', '/small.txt', `If-None-Match: ${etag}\r\n`],
+      ['GET', '/small.txt', 'If-Match: "no"\r\n'], ['GET', '/small.txt', 'Range: bytes=99-\r\n'], ['GET', '/big.bin', 'Range: bytes=5-9\r\n'],
+      ['GET', '/big.bin', 'Range: bytes=0-1,100-101\r\n'], ['GET', '/nothing-here', ''], ['GET', '/empty.txt', ''], ['GET', '/small.txt', ''],
+    ];
+    const wire = reqs.map(([m, p, h]) => `${m} ${p} HTTP/1.1\r\nHost: x\r\n${h}\r\n`).join('');
+    const { rawRequest } = await import('../helpers/server.js');
+    const raw = await rawRequest(port, wire + 'GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const statuses: number[] = [];
+    let off = 0;
+    for (let i = 0; i <= reqs.length; i++) {
+      const end = raw.indexOf('\r\n\r\n', off);
+      assert.ok(end > 0, `response ${i} missing`);
+      const head = raw.subarray(off, end).toString('latin1');
+      statuses.push(Number(head.split(' ')[1]));
+      const m = /content-length: (\d+)/i.exec(head);
+      const noBody = reqs[i]?.[0] === 'HEAD' || statuses[i] === 304;
+      assert.ok(noBody || m, `response ${i} has a length: ${head}`);
+      off = end + 4 + (noBody ? 0 : Number(m![1]));
+    }
+    assert.deepEqual(statuses, [200, 200, 304, 412, 416, 206, 206, 200, 200, 200, 200]);
+    assert.equal(off, raw.length, 'no stray bytes');
+    assert.deepEqual(raw.subarray(off - 13), small);
+  });
+
   it('a hot file held in memory is replaced when it changes on disk', async () => {
     const f = path.join(dir, 'www/cached/hot.txt');
     writeFile(f, 'version one\n');
