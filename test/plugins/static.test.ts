@@ -153,6 +153,8 @@ static-index = index.html
 static-skip-ext = .php
 static-expires-type = text/css=3600
 static-expires-uri = ^/cached/=600
+static-expires = \\.json$=120
+static-expires-path-info = ^/docs/=60
 static-gzip-all = true
 mimefile = mime.types
 static-cache-paths = 0.2
@@ -339,6 +341,9 @@ static-cache-paths = 0.2
     assert.equal(c.headers['cache-control'], 'max-age=600');
     assert.ok(Math.abs(Date.parse(c.headers.expires!) - (Date.now() + 600_000)) < 5000);
     assert.equal((await httpGet(port, '/small.txt')).headers.expires, undefined);
+    assert.equal((await httpGet(port, '/small.txt')).headers['cache-control'], undefined);
+    assert.equal((await httpGet(port, '/data.json')).headers['cache-control'], 'max-age=120', 'by real file name');
+    assert.equal((await httpGet(port, '/docs/other.txt')).headers['cache-control'], 'max-age=60', 'by PATH_INFO');
     const nm = await httpGet(port, '/style.css', { 'If-None-Match': css.headers.etag! });
     assert.equal(nm.status, 304);
     assert.equal(nm.headers['cache-control'], 'max-age=3600');
@@ -362,6 +367,12 @@ static-cache-paths = 0.2
     assert.equal(plain.body.toString(), 'body { color: red }\n');
     const js = await httpGet(port, '/only-gz.js', { 'Accept-Encoding': 'br, gzip' });
     assert.equal(js.body.toString(), 'GZ-JS');
+    const stale = path.join(dir, 'www/stale.css');
+    writeFile(stale + '.gz', 'OLD-GZ');
+    writeFile(stale, 'fresh css\n');
+    const past = new Date(Date.now() - 3600_000);
+    fs.utimesSync(stale + '.gz', past, past);
+    assert.equal((await httpGet(port, '/stale.css', { 'Accept-Encoding': 'gzip' })).body.toString(), 'fresh css\n', 'a .gz older than its file is ignored');
     const rg = await httpGet(port, '/style.css', { 'Accept-Encoding': 'gzip', Range: 'bytes=0-3' });
     assert.equal(rg.status, 206);
     assert.equal(rg.body.toString(), 'GZIP');
