@@ -49,7 +49,7 @@ describe('static: streaming', () => {
   let srv: Running;
   let port: number;
   let dir: string;
-  const SIZE = 48 * MB;
+  const SIZE = 32 * MB;
 
   before(async () => {
     dir = tmpDir('uwcore-static-stream-');
@@ -122,7 +122,7 @@ describe('static: streaming', () => {
 
   it('a huge (sparse) file streams with flat memory', async () => {
     const f = path.join(dir, 'www/huge.bin');
-    const HUGE = 512 * MB;
+    const HUGE = 256 * MB;
     const fd = fs.openSync(f, 'w');
     fs.ftruncateSync(fd, HUGE);
     fs.closeSync(fd);
