@@ -296,7 +296,7 @@ export default definePlugin({
       const rh = env.HTTP_RANGE as string | undefined;
       if (rh !== undefined && honourRange && !head) {
         const ir = env.HTTP_IF_RANGE as string | undefined;
-        if (ir === undefined || ifRangeMatches(ir, e.etag, e.lastModifiedSec)) {
+        if (ir === undefined || ifRangeMatches(ir, e.etag, e.lastModifiedSec, Math.floor(now / 1000))) {
           const r = evaluateRange(e.size, rh, maxRanges);
           if (r === 'unsatisfiable') {
             e.unsatisfiable ??= [['Content-Range', `bytes */${e.size}`], acceptRanges, ['Last-Modified', e.lastModified], ['ETag', e.etag]];

@@ -60,13 +60,17 @@ export function etagListMatches(header: string, etag: string, weak: boolean): bo
   return false;
 }
 
-/** If-Range: an entity-tag (strong comparison) or an HTTP-date that must equal Last-Modified exactly. */
-export function ifRangeMatches(header: string, etag: string, lastModifiedSec: number): boolean {
+/**
+ * If-Range (RFC 9110 §13.1.5): an entity-tag (strong comparison), or an HTTP-date that must equal
+ * Last-Modified exactly and only while that date is a strong validator (at least a second before now:
+ * a file modified twice within one second would otherwise validate two different contents).
+ */
+export function ifRangeMatches(header: string, etag: string, lastModifiedSec: number, nowSec = Infinity): boolean {
   const h = header.trim();
   if (h.startsWith('"')) return h === etag;
   if (h.startsWith('W/')) return false;
   const d = parseHttpDate(h);
-  return !Number.isNaN(d) && d === lastModifiedSec;
+  return !Number.isNaN(d) && d === lastModifiedSec && lastModifiedSec < nowSec;
 }
 
 export interface ByteRange { start: number; end: number }

@@ -67,6 +67,7 @@ describe('static: validators', () => {
     assert.ok(!ifRangeMatches(`W/${tag}`, tag, 0));
     assert.ok(ifRangeMatches('Sun, 06 Nov 1994 08:49:37 GMT', tag, 784111777));
     assert.ok(!ifRangeMatches('Sun, 06 Nov 1994 08:49:38 GMT', tag, 784111777));
+    assert.ok(!ifRangeMatches('Sun, 06 Nov 1994 08:49:37 GMT', tag, 784111777, 784111777), 'a date in the current second is weak');
   });
   it('Accept-Encoding with q-values', () => {
     assert.deepEqual(acceptedEncodings('gzip, deflate, br'), { br: true, gzip: true });
