@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import type { HeaderList } from '../../sdk/index.js';
 
 export interface Source {
-  kind: 'check-static' | 'static-map' | 'static-map2';
+  kind: 'check-static' | 'static-map' | 'static-map2' | 'check-static-docroot';
   /** the mount point for maps, without a trailing slash ('' for `/`); '' for check-static */
   mount: string;
   /** the directory (or file, for maps) as configured */
@@ -140,6 +140,7 @@ export class FsCache {
   private readonly o: CacheOptions;
   private readonly paths = new Map<string, PathSlot>();
   private readonly pending = new Map<string, Promise<FileEntry | null>>();
+  private readonly docroots = new Map<string, Source>();
   private readonly files = new Map<string, FileEntry>();
   /** LRU of entries holding content, oldest first */
   private readonly lru = new Map<FileEntry, true>();
@@ -172,10 +173,12 @@ export class FsCache {
     }
   }
 
-  resolve(key: string, now: number): Promise<FileEntry | null> {
+  /** Resolve a request path (`docroot`: the request's DOCUMENT_ROOT for --check-static-docroot; `key` then
+   *  names both). */
+  resolve(key: string, now: number, path: string = key, docroot?: string): Promise<FileEntry | null> {
     let p = this.pending.get(key);
     if (p === undefined) {
-      p = this.doResolve(key).then((e) => {
+      p = this.doResolve(path, docroot).then((e) => {
         this.pending.delete(key);
         if (this.ttlMs > 0) {
           if (this.paths.size >= MAX_PATHS) this.paths.delete(this.paths.keys().next().value!);
@@ -212,21 +215,38 @@ export class FsCache {
     return false;
   }
 
-  private async doResolve(key: string): Promise<FileEntry | null> {
+  /** A source for the request's DOCUMENT_ROOT, remembered (bounded) so its realpath is cached like the others. */
+  private docrootSource(dir: string): Source | null {
+    if (!dir.startsWith('/') || dir.includes('\0')) return null;
+    let s = this.docroots.get(dir);
+    if (s === undefined) {
+      s = { kind: 'check-static-docroot', mount: '', dir, real: null, isFile: false };
+      if (this.docroots.size >= 256) this.docroots.clear();
+      this.docroots.set(dir, s);
+    }
+    return s;
+  }
+
+  private async doResolve(key: string, docroot?: string): Promise<FileEntry | null> {
     if (!safeRequestPath(key)) {
       this.o.debug('request path refused (traversal, NUL or backslash)', { path: key });
       return null;
     }
-    for (const s of this.o.sources) {
+    let sources = this.o.sources;
+    if (docroot !== undefined && docroot !== '') {
+      const d = this.docrootSource(docroot);
+      if (d !== null) sources = [...sources, d];
+    }
+    for (const s of sources) {
       let rest: string;
-      if (s.kind === 'check-static') rest = key;
+      if (s.kind === 'check-static' || s.kind === 'check-static-docroot') rest = key;
       else {
         if (s.mount !== '' && key !== s.mount && !(key.startsWith(s.mount) && key.charCodeAt(s.mount.length) === 47)) continue;
         rest = s.kind === 'static-map' ? key.slice(s.mount.length) : key;
       }
       const root = await this.rootOf(s);
       if (root === null) continue;
-      let candidate = s.isFile && s.kind !== 'check-static' ? root : root + rest;
+      let candidate = s.isFile && (s.kind === 'static-map' || s.kind === 'static-map2') ? root : root + rest;
       let st = await statP(candidate);
       if (st === null) continue;
       if (st.isDirectory()) {

@@ -82,6 +82,7 @@ export default definePlugin({
   description: 'serve files before the application: check-static, static-map, Range, conditional requests (uWSGI\'s static file server)',
   options: [
     { name: 'check-static', type: 'path', multiple: true, alias: ['static-check'], arg: 'DIR', help: 'serve DIR + PATH_INFO when it is a file, before the application (tried in order)' },
+    { name: 'check-static-docroot', type: 'bool', default: false, help: 'also serve DOCUMENT_ROOT + PATH_INFO when the request carries DOCUMENT_ROOT (sent by nginx uwsgi_params), after the other roots' },
     { name: 'static-map', type: 'string', multiple: true, arg: '/MOUNT=DIR', help: 'serve DIR + the rest of PATH_INFO for paths under /MOUNT (DIR may be a file; relative to the working directory)' },
     { name: 'static-map2', type: 'string', multiple: true, arg: '/MOUNT=DIR', help: 'like --static-map but DIR + the whole PATH_INFO (the mount stays in the path)' },
     { name: 'static-index', type: 'string', multiple: true, arg: 'NAME', help: 'for a directory, serve the first of these files that exists; never a listing' },
@@ -111,6 +112,7 @@ export default definePlugin({
     const skipExt = list<string>(o['static-skip-ext']).map((s) => s.trim()).filter((s) => s !== '');
     const honourRange = o['honour-range'] !== false;
     const gzipAll = o['static-gzip-all'] === true;
+    const useDocroot = o['check-static-docroot'] === true;
     const maxRanges = o['static-max-ranges'] as number;
     const syncReadMax = o['static-sync-read'] as number;
     const memoryMax = o['static-memory-cache'] as number;
@@ -130,7 +132,7 @@ export default definePlugin({
     for (const s of list<string>(o['static-safe'])) {
       try { safe.push(fs.realpathSync.native(s)); } catch { api.log.warn({ dir: s }, `--static-safe ${s} does not exist; ignored`); }
     }
-    if (sources.length === 0) return { stats: () => null };
+    if (sources.length === 0 && !useDocroot) return { stats: () => null };
 
     if (api.process === 'master' || api.process === 'single') {
       for (const s of sources) {
@@ -390,11 +392,13 @@ export default definePlugin({
       const env = ctx.env;
       const m = env.REQUEST_METHOD;
       if (m !== 'GET' && m !== 'HEAD') return false;
-      const key = env.PATH_INFO;
+      const p = env.PATH_INFO;
+      const docroot = useDocroot ? env.DOCUMENT_ROOT as string | undefined : undefined;
+      const key = docroot === undefined ? p : `${p}\0${docroot}`;
       for (let attempt = 0; ; attempt++) {
         const now = Date.now();
         let e = cache.lookup(key, now);
-        if (e === undefined) e = await cache.resolve(key, now);
+        if (e === undefined) e = await cache.resolve(key, now, p, docroot);
         if (e === null) return false;
         try {
           if (gzipAll) {

@@ -457,6 +457,27 @@ describe('static: options', () => {
     } finally { await srv.stop(); fs.rmSync(dir, { recursive: true, force: true }); }
   });
 
+  it('check-static-docroot serves from the DOCUMENT_ROOT the front end sends, after the other roots', async () => {
+    const dir = tmpDir('uwcore-static-docroot-');
+    const port = await freePort();
+    writeFile(path.join(dir, 'site-a/page.txt'), 'site a\n');
+    writeFile(path.join(dir, 'site-b/page.txt'), 'site b\n');
+    writeFile(path.join(dir, 'site-b-private/x.txt'), 'SECRET\n');
+    fs.symlinkSync('../site-b-private/x.txt', path.join(dir, 'site-b/link'));
+    writeFile(path.join(dir, 'app.js'), APP);
+    // stands in for nginx's uwsgi_params: DOCUMENT_ROOT from a header (only this test plugin does that)
+    writeFile(path.join(dir, 'docroot-from-header.mjs'), `export default { name: 'docroot-from-header', version: '1.0.0', sdk: '^1.0.0',
+      setup(api) { api.hooks.request.tap({ name: 'docroot-from-header', stage: -100 }, (ctx) => { const d = ctx.env.HTTP_X_DOCROOT; if (d) ctx.env.DOCUMENT_ROOT = d; return undefined; }); } };\n`);
+    const srv = await startUwcore(['--http', `127.0.0.1:${port}`, '--app', 'app.js', '--check-static-docroot', '--plugins', path.join(dir, 'docroot-from-header.mjs')], { cwd: dir });
+    try {
+      assert.equal((await httpGet(port, '/page.txt', { 'X-Docroot': path.join(dir, 'site-a') })).body.toString(), 'site a\n');
+      assert.equal((await httpGet(port, '/page.txt', { 'X-Docroot': path.join(dir, 'site-b') })).body.toString(), 'site b\n');
+      assert.ok(isApp(await httpGet(port, '/page.txt')), 'no DOCUMENT_ROOT: the app');
+      assert.ok(isApp(await httpGet(port, '/link', { 'X-Docroot': path.join(dir, 'site-b') })), 'sibling-prefix symlink refused');
+      assert.ok(isApp(await httpGet(port, '/page.txt', { 'X-Docroot': 'relative/dir' })), 'relative DOCUMENT_ROOT ignored');
+    } finally { await srv.stop(); fs.rmSync(dir, { recursive: true, force: true }); }
+  });
+
   it('a static-map without = is a usage error naming the option', async () => {
     const { runUwcore } = await import('../helpers/server.js');
     const r = await runUwcore(['--http', `127.0.0.1:${await freePort()}`, '--static-map', '/nothing']);
