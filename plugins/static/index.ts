@@ -197,8 +197,16 @@ export default definePlugin({
 
     /** Stream byte ranges (and literal pieces between them) from the file: bounded memory, backpressure,
      *  read-ahead of one chunk, and a last check that the file did not change before the final bytes go out. */
-    async function streamFile(ctx: RequestContext, e: FileEntry, pieces: Array<Buffer | ByteRange>): Promise<void> {
+    async function streamFile(ctx: RequestContext, e: FileEntry, status: number, headers: HeaderList, pieces: Array<Buffer | ByteRange>): Promise<void> {
+      // open (or share) the descriptor before the status line goes out: a file that vanished or changed
+      // since it was looked up can still be retried, or fall through to the application
       const fd = await cache.acquire(e);
+      try {
+        ctx.start(status, '', headers);
+      } catch (err) {
+        cache.release(e);
+        throw err;
+      }
       let reads = 0;
       let held: Buffer | null = null;
       let pending: Promise<number> | number | null = null;
@@ -315,8 +323,7 @@ export default definePlugin({
         let mem = inMemory(e);
         if (typeof mem !== 'boolean') mem = await mem;
         if (mem) { ctx.respond(200, h, e.data!); return; }
-        ctx.start(200, '', h);
-        await streamFile(ctx, e, [{ start: 0, end: e.size - 1 }]);
+        await streamFile(ctx, e, 200, h, [{ start: 0, end: e.size - 1 }]);
         return;
       }
 
@@ -328,8 +335,7 @@ export default definePlugin({
         let mem = inMemory(e);
         if (typeof mem !== 'boolean') mem = await mem;
         if (mem) { ctx.respond(206, out, e.data!.subarray(r.start, r.end + 1)); return; }
-        ctx.start(206, '', out);
-        await streamFile(ctx, e, [r]);
+        await streamFile(ctx, e, 206, out, [r]);
         return;
       }
 
@@ -357,8 +363,7 @@ export default definePlugin({
         let mem = inMemory(e);
         if (typeof mem !== 'boolean') mem = await mem;
         if (mem) { ctx.respond(206, out, e.data!.subarray(lo, hi + 1)); return; }
-        ctx.start(206, '', out);
-        await streamFile(ctx, e, [r]);
+        await streamFile(ctx, e, 206, out, [r]);
         return;
       }
       const out: HeaderList = [];
@@ -373,8 +378,7 @@ export default definePlugin({
         ctx.end();
         return;
       }
-      ctx.start(206, '', out);
-      await streamFile(ctx, e, pieces);
+      await streamFile(ctx, e, 206, out, pieces);
     }
 
     /** Serve from memory? Counts the hit; loads a file on its second request when it fits. */
