@@ -41,6 +41,12 @@ export function decodePath(raw: string): string {
   let p = raw;
   if (p.includes('/.')) p = removeDotSegments(p);
   if (!p.includes('%')) return p;
+  // decode, then remove the dot segments decoding revealed (/%2e%2e/ must not climb; nginx does the same)
+  const d = decodeBytes(p);
+  return d.includes('/.') ? removeDotSegments(d) : d;
+}
+
+function decodeBytes(p: string): string {
   try {
     return decodeURIComponent(p);
   } catch {
@@ -59,11 +65,19 @@ export function decodePath(raw: string): string {
   }
 }
 
+/** The path of an absolute-form target (`GET http://host/x`, RFC 9112 §3.2.2) or `*`. */
+function originPath(target: string): string {
+  const m = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/]*(\/.*)?$/.exec(target);
+  if (m) return m[1] ?? '/';
+  return target === '*' ? '*' : '/' + target;
+}
+
 /** The CGI environment of a node:http request. `extra` holds the constant wsgi.* / uwcore.* keys. */
 export function buildHttpEnv(req: IncomingMessage, listener: ListenerInfo, port: string, scheme: string): Env {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
-  const rawPath = q < 0 ? url : url.slice(0, q);
+  let rawPath = q < 0 ? url : url.slice(0, q);
+  if (rawPath.charCodeAt(0) !== 47 /* / */) rawPath = originPath(rawPath);
   const sock = req.socket;
   let remote = sock.remoteAddress ?? '';
   if (remote.startsWith('::ffff:')) remote = remote.slice(7);
