@@ -3,27 +3,64 @@
 // connection, as uWSGI's does.
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import { definePlugin, type Address, type ListenerHandle, type ListenerInfo, type ServerHandle, type Wire } from '../../sdk/index.js';
+import { definePlugin, STATUS_TEXT, type Address, type ListenerHandle, type ListenerInfo, type ServerHandle, type Wire } from '../../sdk/index.js';
 
 const HOST_BODY = 'Bad Request: invalid or duplicated Host header\n';
 const BAD_HOST = /[^A-Za-z0-9.\-_~!$&'()*+;=%:\[\]]/;
 
-function onSocketClose(this: Socket & { __uwSrv?: { n: number } }): void {
+function onSocketClose(this: HttpSocket): void {
   const c = this.__uwSrv;
   if (c) c.n--;
+}
+
+type HttpSocket = Socket & { __uwSrv?: { n: number }; _httpMessage?: (http.ServerResponse & { req?: http.IncomingMessage }) | null };
+
+/**
+ * A connection silent for --http-timeout: close it unless the application is still working on a request
+ * that arrived completely (a slow application is not a slow client). A response stuck in the socket's
+ * buffer (a client that stopped reading) is closed too.
+ */
+function onIdleTimeout(socket: HttpSocket): void {
+  const res = socket._httpMessage;
+  if (res != null && !res.writableEnded && res.req?.complete === true && socket.writableLength === 0) return;
+  socket.destroy();
+}
+
+const METHOD_START = /^[A-Z]+ /;
+
+/** The status for a parser error, and a one-line hint when the client spoke another protocol. */
+function classify(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, bufferSize: number): { status: number; hint?: string } {
+  const raw = err.rawPacket;
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW': {
+      // the request line counts toward the header limit: a line that alone exceeds it means the URL is too long
+      if (raw !== undefined && METHOD_START.test(raw.toString('latin1', 0, 12))) {
+        const nl = raw.indexOf(10);
+        if (nl < 0 || nl > bufferSize) return { status: 414 };
+      }
+      return { status: 431 };
+    }
+    case 'ERR_HTTP_REQUEST_TIMEOUT': return { status: 408 };
+    case 'HPE_URI_TOO_LONG': return { status: 414 };
+    case 'HPE_INVALID_METHOD':
+      if (raw !== undefined && raw.length >= 4) {
+        const b0 = raw[0]!;
+        if (b0 === 0x16 && raw[1] === 3) return { status: 400, hint: 'a TLS handshake arrived on a plain HTTP socket; terminate TLS in nginx or a load balancer and forward plain HTTP' };
+        if (b0 < 0x20 || b0 > 0x7e) {
+          const size = raw[1]! | (raw[2]! << 8);
+          return { status: 400, hint: `what looks like a uwsgi packet (modifier1 ${b0}, vars ${size} bytes) arrived on an HTTP socket; if nginx talks to uwcore with uwsgi_pass, listen with --uwsgi-socket (alias --socket) instead` };
+        }
+      }
+      return { status: 400 };
+    default: return { status: 400 };
+  }
 }
 
 /** Open one node:http listener that feeds the core. Shared by http and http11. */
 export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeoutS: number): Promise<ListenerHandle> {
   const counter = { n: 0 };
-  const srv = http.createServer({
-    maxHeaderSize: server.bufferSize,
-    headersTimeout: Math.round(timeoutS * 1000),
-    requestTimeout: 0,
-    keepAliveTimeout: Math.min(Math.round(timeoutS * 1000), 5000),
-    noDelay: true,
-    requireHostHeader: true,
-  }, (req, res) => {
+  const timeoutMs = Math.round(timeoutS * 1000);
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const env = server.httpEnv(req, listener);
     const host = env.HTTP_HOST as string | undefined;
     // RFC 9112 §3.2: exactly one valid Host (node:http does not refuse duplicates)
@@ -34,19 +71,35 @@ export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeout
       return;
     }
     server.dispatch(env, req, res as unknown as Wire, listener);
+  };
+  const srv = http.createServer({
+    maxHeaderSize: server.bufferSize,
+    headersTimeout: timeoutMs,
+    requestTimeout: 0,
+    keepAliveTimeout: Math.min(timeoutMs, 5000),
+    // how often node looks for connections past headersTimeout (its default, 30 s, lets slow-header
+    // connections pile up far beyond the timeout)
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.round(timeoutMs / 4))),
+    noDelay: true,
+    requireHostHeader: true,
+  }, onRequest);
+  srv.setTimeout(timeoutMs, onIdleTimeout as (s: Socket) => void);
+  // Expect: 100-continue: refuse a body over --limit-post before the client sends it
+  srv.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const cl = req.headers['content-length'];
+    if (!(server.limitPost > 0 && cl !== undefined && Number(cl) > server.limitPost)) res.writeContinue();
+    onRequest(req, res);
   });
-  srv.on('connection', (s: Socket & { __uwSrv?: { n: number } }) => {
+  srv.on('connection', (s: HttpSocket) => {
     counter.n++;
     s.__uwSrv = counter;
     s.once('close', onSocketClose);
   });
   srv.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
     if (!socket.writable || (err.code === 'ECONNRESET')) { socket.destroy(); return; }
-    let status = 400;
-    if (err.code === 'HPE_HEADER_OVERFLOW') status = 431;
-    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') status = 408;
-    else if (err.code === 'HPE_URI_TOO_LONG') status = 414;
-    const text = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : status === 414 ? 'URI Too Long' : 'Bad Request';
+    const { status, hint } = classify(err, server.bufferSize);
+    if (hint !== undefined) server.log.warn({ listener: listener.option, remote: socket.remoteAddress }, hint);
+    const text = STATUS_TEXT[status] ?? 'Bad Request';
     server.log.debug({ code: err.code, status }, `malformed request refused: ${err.message}`);
     socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length + 1}\r\nConnection: close\r\n\r\n${text}\n`);
     socket.destroySoon?.();
@@ -79,13 +132,16 @@ export default definePlugin({
   options: [
     { name: 'http', type: 'addr', multiple: true, arg: 'ADDR', help: 'serve HTTP on ADDR with keep-alive (:8000, 8000 and host:port are TCP; other values without a colon are UNIX socket paths)' },
     { name: 'http-socket', type: 'addr', multiple: true, arg: 'ADDR', help: 'serve HTTP on ADDR, one request per connection (uWSGI\'s --http-socket)' },
-    { name: 'http-timeout', type: 'seconds', default: 60, min: 0.1, arg: 'S', help: 'close a connection whose request headers take longer than S seconds; idle keep-alive connections close after min(S, 5) seconds' },
+    { name: 'http-timeout', type: 'seconds', default: 60, min: 0.1, arg: 'S', help: 'close a connection whose request headers take longer than S seconds, or that is silent for S seconds while a request is incomplete or a response is stuck; idle keep-alive connections close after min(S, 5) seconds' },
   ],
   setup(api) {
     const timeout = api.options['http-timeout'] as number;
     api.protocols.register('http', { listen: (l, s) => listenHttp(l, s, timeout) });
     for (const a of (api.options.http as Address[])) api.listen('http', 'http', a, { keepAlive: true });
     for (const a of (api.options['http-socket'] as Address[])) api.listen('http-socket', 'http', a, { keepAlive: false });
-    return { listenHttp };
+    return {
+      /** open a node:http listener; timeoutS defaults to --http-timeout */
+      listenHttp: (l: ListenerInfo, s: ServerHandle, timeoutS: number = timeout) => listenHttp(l, s, timeoutS),
+    };
   },
 });
