@@ -26,6 +26,8 @@ function onIdleTimeout(socket: HttpSocket): void {
   socket.destroy();
 }
 
+function destroyLater(socket: Socket): void { if (!socket.destroyed) socket.destroy(); }
+
 const METHOD_START = /^[A-Z]+ /;
 
 /** The status for a parser error, and a one-line hint when the client spoke another protocol. */
@@ -97,6 +99,16 @@ export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeout
   });
   srv.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
     if (!socket.writable || (err.code === 'ECONNRESET')) { socket.destroy(); return; }
+    const inflight = (socket as HttpSocket)._httpMessage;
+    if (inflight != null) {
+      // the request was already dispatched (the error is in its body): its body stream fails, the application
+      // answers that (400 from wsgi.input) or has answered; one response only, then the connection closes
+      inflight.shouldKeepAlive = false;
+      if (inflight.headersSent) socket.destroySoon?.();
+      setTimeout(destroyLater, 2000, socket).unref();
+      server.log.debug({ code: err.code }, `malformed request body: ${err.message}`);
+      return;
+    }
     const { status, hint } = classify(err, server.bufferSize);
     if (hint !== undefined) server.log.warn({ listener: listener.option, remote: socket.remoteAddress }, hint);
     const text = STATUS_TEXT[status] ?? 'Bad Request';
