@@ -26,6 +26,27 @@ function onIdleTimeout(socket: HttpSocket): void {
   socket.destroy();
 }
 
+/** A refused request: the status, a short text, and the connection closes. */
+function refuse(res: http.ServerResponse, status: number, text: string): void {
+  res.shouldKeepAlive = false;
+  res.writeHead(status, STATUS_TEXT[status] ?? 'Bad Request', [['Content-Type', 'text/plain'], ['Content-Length', String(Buffer.byteLength(text))], ['Connection', 'close']]);
+  res.end(text);
+}
+
+/**
+ * RFC 9110 §6.5.1: fields whose meaning depends on arriving before the content (framing, routing, request
+ * modifiers, authentication). Trailers are never merged into env; these in a trailer mark a smuggling attempt.
+ */
+const FORBIDDEN_TRAILERS = new Set(['host', 'content-length', 'transfer-encoding', 'trailer', 'authorization', 'proxy-authorization', 'cookie', 'expect', 'range', 'te', 'connection', 'upgrade']);
+
+/** A chunked body ended: a forbidden trailer field closes the connection before the application answers. */
+function checkTrailers(this: http.IncomingMessage): void {
+  const t = this.rawTrailers;
+  for (let i = 0; i < t.length; i += 2) {
+    if (FORBIDDEN_TRAILERS.has(t[i]!.toLowerCase())) { this.socket.destroy(); return; }
+  }
+}
+
 function destroyLater(socket: Socket): void { if (!socket.destroyed) socket.destroy(); }
 
 const METHOD_START = /^[A-Z]+ /;
@@ -63,13 +84,26 @@ export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeout
   const counter = { n: 0 };
   const timeoutMs = Math.round(timeoutS * 1000);
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    const env = server.httpEnv(req, listener);
+    // what llhttp lets through but RFC 9112 refuses
+    if (req.httpVersionMajor !== 1) { refuse(res, 505, 'HTTP Version Not Supported: this socket speaks HTTP/1.0 and HTTP/1.1\n'); return; }
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined) {
+      // §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing (a smuggling vector)
+      if (req.httpVersionMinor === 0) { refuse(res, 400, 'Bad Request: Transfer-Encoding in an HTTP/1.0 request\n'); return; }
+      req.once('end', checkTrailers);
+    }
+    if (req.url === '*' && req.method !== 'OPTIONS') { refuse(res, 400, 'Bad Request: the asterisk form is only for OPTIONS\n'); return; }
+    let env;
+    try {
+      env = server.httpEnv(req, listener);
+    } catch (e) {
+      refuse(res, 400, `Bad Request: ${(e as Error).message}\n`);
+      return;
+    }
     const host = env.HTTP_HOST as string | undefined;
     // RFC 9112 §3.2: exactly one valid Host (node:http does not refuse duplicates)
     if (host !== undefined && (host.includes(',') || host.length === 0 || BAD_HOST.test(host))) {
-      res.shouldKeepAlive = false;
-      res.writeHead(400, 'Bad Request', [['Content-Type', 'text/plain'], ['Content-Length', String(HOST_BODY.length)], ['Connection', 'close']]);
-      res.end(HOST_BODY);
+      refuse(res, 400, HOST_BODY);
       return;
     }
     server.dispatch(env, req, res as unknown as Wire, listener);
@@ -92,6 +126,11 @@ export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeout
     if (!(server.limitPost > 0 && cl !== undefined && Number(cl) > server.limitPost)) res.writeContinue();
     onRequest(req, res);
   });
+  // CONNECT asks for a tunnel: an application server does not offer one
+  srv.on('connect', (_req: http.IncomingMessage, socket: Socket) => {
+    const text = 'Method Not Allowed: CONNECT tunnels are not offered\n';
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`);
+  });
   srv.on('connection', (s: HttpSocket) => {
     counter.n++;
     s.__uwSrv = counter;
@@ -105,6 +144,11 @@ export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeout
       // answers that (400 from wsgi.input) or has answered; one response only, then the connection closes
       inflight.shouldKeepAlive = false;
       if (inflight.headersSent) socket.destroySoon?.();
+      else {
+        // fail the body stream the application may be reading, so that it answers 400 (wsgi.input)
+        const req = inflight.req;
+        if (req !== undefined && !req.complete && req.listenerCount('error') > 0) req.emit('error', Object.assign(new Error(`malformed request body: ${err.message}`), { code: err.code }));
+      }
       setTimeout(destroyLater, 2000, socket).unref();
       server.log.debug({ code: err.code }, `malformed request body: ${err.message}`);
       return;

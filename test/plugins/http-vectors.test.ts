@@ -75,7 +75,7 @@ function check(v: Vector, got: number[]): string | null {
   const ok = got.filter((s) => s >= 200 && s < 300).length;
   const refusals = got.filter((s) => s < 200 || s >= 300);
   if (got.length > v.messages + 1) return `${got.length} responses for ${v.messages} request(s): ${got.join(',')}`;
-  if (refusals.some((s) => s !== -1 && (s < 400 || s >= 500))) return `refused with an unexpected status: ${got.join(',')}`;
+  if (refusals.some((s) => s !== -1 && (s < 400 || s >= 500) && s !== 505)) return `refused with an unexpected status: ${got.join(',')}`;
   if (v.valid && !v.lenient) {
     if (ok !== v.messages) return `valid: expected ${v.messages} answer(s), got ${ok} (${got.join(',') || 'none'})`;
   } else if (ok > v.messages) return `answered ${ok} time(s) for ${v.messages} complete request(s): ${got.join(',')}`;
@@ -100,7 +100,7 @@ async function runAll(vectors: Vector[]): Promise<string[]> {
 test('gunicorn request corpus', { skip: dir ? false : 'test vectors not found (../shared/test-vectors/http)' }, async () => {
   const vs = gunicornVectors(dir!);
   assert.ok(vs.length > 130, `only ${vs.length} gunicorn vectors`);
-  assert.ok(vs.filter((v) => v.valid).length > 40);
+  assert.ok(vs.filter((v) => v.valid).length > 55);
   const failures = await runAll(vs);
   assert.deepEqual(failures, []);
 });
@@ -108,7 +108,7 @@ test('gunicorn request corpus', { skip: dir ? false : 'test vectors not found (.
 test('llhttp request vectors', { skip: dir ? false : 'test vectors not found (../shared/test-vectors/http)' }, async () => {
   const vs = llhttpVectors(dir!);
   assert.ok(vs.length > 100, `only ${vs.length} llhttp vectors`);
-  assert.ok(vs.filter((v) => v.valid).length > 30);
+  assert.ok(vs.filter((v) => v.valid).length > 50);
   const failures = await runAll(vs);
   assert.deepEqual(failures, []);
 });
