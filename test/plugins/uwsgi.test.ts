@@ -212,6 +212,7 @@ describe('uwsgi protocol', () => {
       const s = net.connect(port, '127.0.0.1', () => { s.write(Buffer.from([0])); resolve(); });
       s.on('error', () => undefined);
       s.on('close', () => closed++);
+      s.resume();
       stalled.push(s);
     })));
     const t0 = performance.now();
