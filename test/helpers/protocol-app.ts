@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export async function application(env, start_response) {
   const p = env.PATH_INFO;
-  if (p === '/env') {
+  if (p === '/env' || p.startsWith('/env/')) {
     const o = {};
     for (const [k, v] of Object.entries(env)) if (typeof v === 'string') o[k] = v;
     start_response('200 OK', [['Content-Type', 'application/json']]);
@@ -37,6 +37,13 @@ export async function application(env, start_response) {
     await sleep(Number(env.QUERY_STRING || '200'));
     start_response('200 OK', [['Content-Type', 'text/plain']]);
     return ['slow ' + env.QUERY_STRING];
+  }
+  if (p === '/busy') {
+    // hold this worker's event loop so that concurrent connections go to the other workers
+    const end = Date.now() + Number(env.QUERY_STRING || '20');
+    while (Date.now() < end);
+    start_response('200 OK', [['Content-Type', 'text/plain']]);
+    return ['worker ' + env['uwcore.worker_id']];
   }
   if (p === '/echo-path') {
     start_response('200 OK', [['Content-Type', 'text/plain; charset=utf-8']]);
