@@ -2,9 +2,10 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { freePort, httpGet, startUwcore, tmpDir, type Running } from '../helpers/server.js';
+import { freePort, httpGet, ROOT, startUwcore, tmpDir, writeFile, type Running } from '../helpers/server.js';
 import { writeProtocolApp } from '../helpers/protocol-app.js';
 import { findNginx, NGINX_MISSING, startNginx, type Nginx } from '../helpers/nginx.js';
 
@@ -85,4 +86,30 @@ describe('nginx → uwcore over uwsgi_pass', { skip }, () => {
   test('nginx logged no upstream errors', () => {
     assert.doesNotMatch(ngx.errorLog(), /upstream|\[error\]|\[crit\]/);
   });
+});
+
+test('examples/nginx: the site config and the ini work as shipped (ports and socket path substituted)', { skip }, async () => {
+  const dir = tmpDir();
+  const ex = path.join(ROOT, 'examples/nginx');
+  const upPort = await freePort();
+  const sitePort = await freePort();
+  const sock = path.join(dir, 'run', 'app.sock');
+  const ini = fs.readFileSync(path.join(ex, 'uwcore.ini'), 'utf8')
+    .replace(/^uwsgi-socket = 127.0.0.1:8087$/m, `uwsgi-socket = 127.0.0.1:${upPort}`).replace(/^uwsgi-socket = \/run\/uwcore\/app.sock$/m, `uwsgi-socket = ${sock}`).replace('wsgi-file = app.js', `wsgi-file = ${path.join(ex, 'app.js')}`);
+  writeFile(path.join(dir, 'uwcore.ini'), ini);
+  const site = (unix: boolean) => fs.readFileSync(path.join(ex, 'uwcore-site.conf'), 'utf8')
+    .replace('listen 9898;', `listen 127.0.0.1:${sitePort};`).replace('listen [::]:9898;', '')
+    .replace('server 127.0.0.1:8087;', unix ? `# tcp` : `server 127.0.0.1:${upPort};`)
+    .replace('# server unix:/run/uwcore/app.sock;', unix ? `server unix:${sock};` : '');
+  const u = await startUwcore([path.join(dir, 'uwcore.ini')]);
+  try {
+    for (const unix of [false, true]) {
+      const n = await startNginx({}, { extra: site(unix) });
+      try {
+        const r = await httpGet(sitePort, '/');
+        assert.equal(`${unix ? 'UNIX' : 'TCP'} ${r.status}`, `${unix ? 'UNIX' : 'TCP'} 200`, n.errorLog());
+        assert.equal(r.body.toString(), 'Hello World');
+      } finally { await n.stop(); }
+    }
+  } finally { await u.stop(); }
 });
