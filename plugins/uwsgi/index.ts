@@ -502,12 +502,11 @@ function listenUwsgi(info: ListenerInfo, server: ServerHandle, timeoutMs: number
     conns: new Set(),
     where: describe(info.address),
   };
-  const isTcp = info.address.kind === 'tcp';
+  // noDelay: TCP_NODELAY on every accepted TCP socket (set by node at accept; no-op on UNIX sockets)
   const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket: Sock) => {
     const c = new Conn(socket, l);
     socket[kConn] = c;
     l.conns.add(c);
-    if (isTcp) socket.setNoDelay(true);
     socket.setTimeout(timeoutMs);
     socket.on('data', onSocketData);
     socket.on('end', onSocketEnd);
