@@ -4,6 +4,7 @@ import { tmpDir, writeFile } from './server.js';
 
 export const PROTOCOL_APP = `
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export async function application(env, start_response) {
   const p = env.PATH_INFO;
@@ -44,6 +45,16 @@ export async function application(env, start_response) {
     while (Date.now() < end);
     start_response('200 OK', [['Content-Type', 'text/plain']]);
     return ['worker ' + env['uwcore.worker_id']];
+  }
+  if (p === '/closing') {
+    // an endless streamed response whose close() leaves a mark in the file named by the query string
+    const file = decodeURIComponent(env.QUERY_STRING);
+    start_response('200 OK', [['Content-Type', 'application/octet-stream']]);
+    const block = Buffer.alloc(16384, 120);
+    return {
+      async *[Symbol.asyncIterator]() { for (;;) { yield block; await sleep(1); } },
+      close() { fs.appendFileSync(file, 'closed\\n'); },
+    };
   }
   if (p === '/echo-path') {
     start_response('200 OK', [['Content-Type', 'text/plain; charset=utf-8']]);

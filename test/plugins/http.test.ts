@@ -4,7 +4,8 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
-import { freePort, httpGet, parseResponse, rawRequest, startUwcore, type Running } from '../helpers/server.js';
+import path from 'node:path';
+import { freePort, httpGet, parseResponse, rawRequest, startUwcore, tmpDir, type Running } from '../helpers/server.js';
 import { writeProtocolApp } from '../helpers/protocol-app.js';
 import { encodePacket } from '../../plugins/uwsgi/index.js';
 
@@ -144,7 +145,16 @@ describe('http hardening', () => {
         s.on('close', () => resolve());
       });
     }
+    // a reset mid-response runs the response's close()
+    const mark = path.join(tmpDir(), 'closed.txt');
+    await new Promise<void>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write(`GET /closing?${encodeURIComponent(mark)} HTTP/1.1\r\nHost: x\r\n\r\n`));
+      s.once('data', () => s.resetAndDestroy());
+      s.on('error', () => undefined);
+      s.on('close', () => resolve());
+    });
     await new Promise((r) => setTimeout(r, 300));
+    assert.equal(fs.readFileSync(mark, 'utf8'), 'closed\n');
     assert.equal((await httpGet(port, '/')).status, 200);
     assert.ok(fds() <= before + 2, `descriptors: ${before} before, ${fds()} after`);
   });

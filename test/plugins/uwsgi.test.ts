@@ -241,7 +241,16 @@ describe('uwsgi protocol', () => {
         s.on('close', () => resolve());
       });
     }
+    // a reset mid-response runs the response's close()
+    const mark = path.join(dir, 'closed.txt');
+    await new Promise<void>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write(encodePacket(NGINX_VARS('/closing', { QUERY_STRING: encodeURIComponent(mark) }))));
+      s.once('data', () => s.resetAndDestroy());
+      s.on('error', () => undefined);
+      s.on('close', () => resolve());
+    });
     await new Promise((r) => setTimeout(r, 300));
+    assert.equal(fs.readFileSync(mark, 'utf8'), 'closed\n');
     await stillServes();
     assert.ok(fds() <= before + 2, `descriptors: ${before} before, ${fds()} after`);
     assert.equal(srv.proc.exitCode, null);
