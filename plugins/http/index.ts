@@ -86,12 +86,6 @@ export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeout
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     // what llhttp lets through but RFC 9112 refuses
     if (req.httpVersionMajor !== 1) { refuse(res, 505, 'HTTP Version Not Supported: this socket speaks HTTP/1.0 and HTTP/1.1\n'); return; }
-    const te = req.headers['transfer-encoding'];
-    if (te !== undefined) {
-      // §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing (a smuggling vector)
-      if (req.httpVersionMinor === 0) { refuse(res, 400, 'Bad Request: Transfer-Encoding in an HTTP/1.0 request\n'); return; }
-      req.once('end', checkTrailers);
-    }
     if (req.url === '*' && req.method !== 'OPTIONS') { refuse(res, 400, 'Bad Request: the asterisk form is only for OPTIONS\n'); return; }
     let env;
     try {
@@ -99,6 +93,12 @@ export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeout
     } catch (e) {
       refuse(res, 400, `Bad Request: ${(e as Error).message}\n`);
       return;
+    }
+    // (env, not req.headers: node builds that object lazily and the hot path never needs it)
+    if (env.HTTP_TRANSFER_ENCODING !== undefined) {
+      // §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing (a smuggling vector)
+      if (req.httpVersionMinor === 0) { refuse(res, 400, 'Bad Request: Transfer-Encoding in an HTTP/1.0 request\n'); return; }
+      req.once('end', checkTrailers);
     }
     const host = env.HTTP_HOST as string | undefined;
     // RFC 9112 §3.2: exactly one valid Host (node:http does not refuse duplicates)
