@@ -76,14 +76,29 @@ test('TCP_NODELAY: small writes on a kept-alive connection are not delayed by Na
     let buf = '';
     s.on('data', (d) => (buf += d));
     const times: number[] = [];
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 9; i++) {
       const t0 = performance.now();
       const before = (buf.match(/0\r\n\r\n/g) ?? []).length;
       s.write('GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n');
       while ((buf.match(/0\r\n\r\n/g) ?? []).length === before) await new Promise((r) => setTimeout(r, 2));
       times.push(performance.now() - t0);
     }
-    // the app sleeps 10 ms between its two writes; a Nagle/delayed-ACK stall would add ~40 ms
-    assert.ok(Math.max(...times.slice(1)) < 35, `streamed responses took ${times.map((t) => t.toFixed(1)).join(', ')} ms`);
+    // the app sleeps 10 ms between its two writes; a Nagle/delayed-ACK stall would add ~40 ms to every
+    // response (the median resists a busy shared machine)
+    const median = [...times.slice(1)].sort((a, b) => a - b)[4]!;
+    assert.ok(median < 35, `streamed responses took ${times.map((t) => t.toFixed(1)).join(', ')} ms`);
   } finally { s.destroy(); }
+});
+
+test('SIGTERM lets an in-flight uwsgi request finish, then exits 0', async () => {
+  const dir = tmpDir();
+  const sock2 = path.join(dir, 'drain.sock');
+  const s = await startUwcore(['--uwsgi-socket', sock2, '--app', writeProtocolApp(dir)]);
+  const pending = rawRequest(0, encodePacket({ REQUEST_METHOD: 'GET', REQUEST_URI: '/slow?400', PATH_INFO: '/slow', QUERY_STRING: '400', SERVER_PROTOCOL: 'HTTP/1.1' }), { path: sock2 });
+  await new Promise((r) => setTimeout(r, 100));
+  const code = s.stop('SIGTERM');
+  const r = parseResponse(await pending);
+  assert.equal(r.status, 200);
+  assert.equal(r.body.toString(), 'slow 400');
+  assert.equal(await code, 0);
 });
