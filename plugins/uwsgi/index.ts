@@ -324,18 +324,22 @@ class Conn extends EventEmitter implements Wire {
     }
   }
 
-  /** The peer closed its side or the connection went away before the request was complete. */
-  truncated(): void {
+  /**
+   * The peer closed its side (`reset` false: a FIN, the packet was cut short: one warning) or the connection
+   * was reset (`reset` true: the client went away, logged at debug) before the request was complete.
+   */
+  truncated(reset: boolean): void {
     if (this.state === S_HEAD && this.acc === null) return; // closed between requests: normal
-    if (this.state === S_HEAD || this.state === S_VARS) {
-      this.refuse(this.state === S_HEAD ? 'truncated header' : `vars block shorter than its datasize ${this.datasize}`);
-      return;
-    }
-    if (this.state === S_BODY) {
-      const msg = `the request body ended ${this.remaining} bytes short of its CONTENT_LENGTH`;
-      this.refuse(msg);
-      this.body?.destroy(new Error(msg));
-    }
+    if (this.state !== S_HEAD && this.state !== S_VARS && this.state !== S_BODY) return;
+    const what = this.state === S_HEAD ? 'truncated header'
+      : this.state === S_VARS ? `vars block shorter than its datasize ${this.datasize}`
+      : `the request body ended ${this.remaining} bytes short of its CONTENT_LENGTH`;
+    const body = this.state === S_BODY ? this.body : null;
+    if (reset) {
+      this.state = S_GONE;
+      this.l.log.debug({ listener: this.l.where }, `uwsgi client went away: ${what}`);
+    } else this.refuse(what);
+    body?.destroy(new Error(what));
   }
 
   release(): void {
@@ -424,7 +428,7 @@ type Sock = net.Socket & { [kConn]?: Conn };
 function onSocketData(this: Sock, d: Buffer): void { this[kConn]!.onData(d); }
 function onSocketEnd(this: Sock): void {
   const c = this[kConn]!;
-  c.truncated();
+  c.truncated(false);
   // a peer that half-closed after a complete request still gets its response (allowHalfOpen)
   if (c.state === S_HEAD || c.state === S_GONE) c.socket.end();
 }
@@ -443,7 +447,7 @@ function onSocketDrain(this: Sock): void { this[kConn]!.emit('drain'); }
 function onSocketClose(this: Sock): void {
   const c = this[kConn]!;
   c.destroyed = true;
-  if (c.state === S_BODY) c.truncated();
+  c.truncated(true);
   c.l.conns.delete(c);
   c.emit('close');
 }
