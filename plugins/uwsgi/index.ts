@@ -108,7 +108,6 @@ class Conn extends EventEmitter implements Wire {
   writableEnded = false;
   destroyed = false;
   head: string | null = null;
-  chunked = false;
   noBody = false;
   proto = 'HTTP/1.0';
 
@@ -364,7 +363,10 @@ class Conn extends EventEmitter implements Wire {
       if (!validHeaderPart(k) || !validHeaderPart(v) || k.length === 0) {
         throw Object.assign(new Error(`response header ${JSON.stringify(k).slice(0, 60)} contains CR, LF or NUL`), { code: 'UW_ERR_APP_RESPONSE', plugin: 'uwsgi' });
       }
-      if (k.length === 17 && v.length === 7 && k.toLowerCase() === 'transfer-encoding' && v.toLowerCase() === 'chunked') this.chunked = true;
+      // Transfer-Encoding is hop-by-hop and framing is the front end's job: nginx's uwsgi module does not
+      // decode a chunked upstream body (it would reach the client still chunk-framed, inside nginx's own
+      // chunking), so the body goes out close-delimited and nginx frames it for its client
+      if (k.length === 17 && k.toLowerCase() === 'transfer-encoding') continue;
       h += `${k}: ${v}\r\n`;
     }
     this.head = h + '\r\n';
@@ -383,14 +385,11 @@ class Conn extends EventEmitter implements Wire {
     if (this.noBody) { if (this.head !== null) { this.flushHead(); } return true; }
     const len = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
     if (len === 0) return true;
+    if (this.head === null) return s.write(chunk);
+    // the head and the first body bytes leave in one write
     s.cork();
     this.flushHead();
-    let ok: boolean;
-    if (this.chunked) {
-      s.write(len.toString(16) + '\r\n', 'latin1');
-      s.write(chunk);
-      ok = s.write('\r\n', 'latin1');
-    } else ok = s.write(chunk);
+    const ok = s.write(chunk);
     s.uncork();
     return ok;
   }
@@ -401,7 +400,6 @@ class Conn extends EventEmitter implements Wire {
     s.cork();
     if (chunk !== undefined) this.write(chunk);
     else this.flushHead();
-    if (this.chunked && !this.noBody) s.write('0\r\n\r\n', 'latin1');
     this.writableEnded = true;
     s.end();
     s.uncork();

@@ -52,6 +52,12 @@ describe('nginx → uwcore over uwsgi_pass', { skip }, () => {
     assert.equal(r.body.toString(), 'chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n');
   });
 
+  test('a response the application frames as chunked reaches the client de-framed once', async () => {
+    const r = await httpGet(ngx.port, '/chunked');
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'hello world');
+  });
+
   test('a 20 MB download streams through nginx with backpressure', async () => {
     const r = await new Promise<{ status: number; n: number; bad: number }>((resolve, reject) => {
       http.get({ host: '127.0.0.1', port: ngx.port, path: '/big?320' }, (res) => {
