@@ -66,6 +66,8 @@ interface ListenerState {
   modifiers: Map<number, ModifierHandler>;
   conns: Set<Conn>;
   where: string;
+  /** coarse clock (ms), advanced by the sweep: stamping a connection costs no clock read */
+  now: number;
 }
 
 /** The body of one request: fed by the connection, paused/resumed for backpressure. */
@@ -110,11 +112,14 @@ class Conn extends EventEmitter implements Wire {
   head: string | null = null;
   noBody = false;
   proto = 'HTTP/1.0';
+  /** when the connection was accepted (the listener's coarse clock) */
+  readonly started: number;
 
   constructor(socket: net.Socket, l: ListenerState) {
     super();
     this.socket = socket;
     this.l = l;
+    this.started = l.now;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -503,7 +508,21 @@ function listenUwsgi(info: ListenerInfo, server: ServerHandle, timeoutMs: number
     maxVars: Math.min(server.bufferSize, 65535),
     conns: new Set(),
     where: describe(info.address),
+    now: Date.now(),
   };
+  // The packet (header and vars) must arrive within --socket-timeout of the accept: the inactivity timeout
+  // alone would let a client that sends one byte every few seconds hold its connection forever.
+  const sweep = setInterval(() => {
+    const now = (l.now = Date.now());
+    for (const c of l.conns) {
+      if ((c.state === S_VARS || (c.state === S_HEAD && c.acc !== null)) && now - c.started > timeoutMs) {
+        c.state = S_GONE;
+        log.debug({ listener: l.where }, 'uwsgi packet not complete within --socket-timeout; connection closed');
+        c.socket.destroy();
+      }
+    }
+  }, Math.max(50, Math.min(1000, Math.round(timeoutMs / 4))));
+  sweep.unref();
   // noDelay: TCP_NODELAY on every accepted TCP socket (set by node at accept; no-op on UNIX sockets)
   const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket: Sock) => {
     const c = new Conn(socket, l);
@@ -520,13 +539,13 @@ function listenUwsgi(info: ListenerInfo, server: ServerHandle, timeoutMs: number
   const backlog = (server.options.listen as number | undefined) ?? 1024;
   const a = info.address;
   return new Promise((resolve, reject) => {
-    const onError = (e: Error) => reject(e);
+    const onError = (e: Error) => { clearInterval(sweep); reject(e); };
     srv.once('error', onError);
     const done = () => {
       srv.removeListener('error', onError);
       srv.on('error', (e) => log.error({ err: e }, 'uwsgi listener error'));
       resolve({
-        close: () => new Promise<void>((r) => srv.close(() => r())),
+        close: () => new Promise<void>((r) => { clearInterval(sweep); srv.close(() => r()); }),
         closeIdle: () => { for (const c of l.conns) if (c.state === S_HEAD && c.acc === null) c.socket.destroy(); },
         connections: () => l.conns.size,
         destroyAll: () => { for (const c of l.conns) c.socket.destroy(); },
