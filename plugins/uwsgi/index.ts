@@ -563,7 +563,7 @@ export default definePlugin<UwsgiApi>({
   description: 'the uwsgi binary protocol, as nginx\'s uwsgi_pass speaks it (--uwsgi-socket, --socket)',
   options: [
     { name: 'uwsgi-socket', type: 'addr', multiple: true, alias: ['socket'], short: 's', arg: 'ADDR', help: 'serve the uwsgi protocol (nginx uwsgi_pass) on ADDR: host:port, :port or a UNIX socket path' },
-    { name: 'socket-timeout', type: 'seconds', default: 4, min: 0.1, short: 'z', arg: 'S', help: 'close a uwsgi connection that sends nothing for S seconds while its request is incomplete' },
+    { name: 'socket-timeout', type: 'seconds', default: 4, min: 0.1, short: 'z', arg: 'S', help: 'close a uwsgi connection whose packet (header and vars) is not complete S seconds after the accept, or that sends nothing for S seconds while its body is incomplete' },
   ],
   setup(api) {
     const timeoutMs = Math.round((api.options['socket-timeout'] as number) * 1000);
