@@ -104,7 +104,11 @@ export function buildHttpEnv(req: IncomingMessage, listener: ListenerInfo, port:
     const value = raw[i + 1]!;
     if (key.length === 17 || key.length === 19) {
       // CONTENT_TYPE and CONTENT_LENGTH carry no HTTP_ prefix (CGI, PEP 3333)
-      if (key === 'HTTP_CONTENT_TYPE') key = 'CONTENT_TYPE';
+      if (key === 'HTTP_CONTENT_TYPE') {
+        key = 'CONTENT_TYPE';
+        // a singleton field (RFC 9110 §8.3): two of them make the body's meaning ambiguous
+        if (env.CONTENT_TYPE !== undefined) throw new Error('duplicated Content-Type header');
+      }
       else if (key === 'HTTP_CONTENT_LENGTH') { cl = value; continue; }
     } else if (key === 'HTTP_TRANSFER_ENCODING') chunked = true;
     const prev = env[key];

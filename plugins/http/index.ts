@@ -3,50 +3,159 @@
 // connection, as uWSGI's does.
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import { definePlugin, type Address, type ListenerHandle, type ListenerInfo, type ServerHandle, type Wire } from '../../sdk/index.js';
+import { definePlugin, STATUS_TEXT, type Address, type ListenerHandle, type ListenerInfo, type ServerHandle, type Wire } from '../../sdk/index.js';
 
 const HOST_BODY = 'Bad Request: invalid or duplicated Host header\n';
 const BAD_HOST = /[^A-Za-z0-9.\-_~!$&'()*+;=%:\[\]]/;
 
-function onSocketClose(this: Socket & { __uwSrv?: { n: number } }): void {
+function onSocketClose(this: HttpSocket): void {
   const c = this.__uwSrv;
   if (c) c.n--;
+}
+
+type HttpSocket = Socket & { __uwSrv?: { n: number }; _httpMessage?: (http.ServerResponse & { req?: http.IncomingMessage }) | null };
+
+/**
+ * A connection silent for --http-timeout: close it unless the application is still working on a request
+ * that arrived completely (a slow application is not a slow client). A response stuck in the socket's
+ * buffer (a client that stopped reading) is closed too.
+ */
+function onIdleTimeout(socket: HttpSocket): void {
+  const res = socket._httpMessage;
+  if (res != null && !res.writableEnded && res.req?.complete === true && socket.writableLength === 0) return;
+  socket.destroy();
+}
+
+/** A refused request: the status, a short text, and the connection closes. */
+function refuse(res: http.ServerResponse, status: number, text: string): void {
+  res.shouldKeepAlive = false;
+  res.writeHead(status, STATUS_TEXT[status] ?? 'Bad Request', [['Content-Type', 'text/plain'], ['Content-Length', String(Buffer.byteLength(text))], ['Connection', 'close']]);
+  res.end(text);
+}
+
+/**
+ * RFC 9110 §6.5.1: fields whose meaning depends on arriving before the content (framing, routing, request
+ * modifiers, authentication). Trailers are never merged into env; these in a trailer mark a smuggling attempt.
+ */
+const FORBIDDEN_TRAILERS = new Set(['host', 'content-length', 'transfer-encoding', 'trailer', 'authorization', 'proxy-authorization', 'cookie', 'expect', 'range', 'te', 'connection', 'upgrade']);
+
+/** A chunked body ended: a forbidden trailer field closes the connection before the application answers. */
+function checkTrailers(this: http.IncomingMessage): void {
+  const t = this.rawTrailers;
+  for (let i = 0; i < t.length; i += 2) {
+    if (FORBIDDEN_TRAILERS.has(t[i]!.toLowerCase())) { this.socket.destroy(); return; }
+  }
+}
+
+function destroyLater(socket: Socket): void { if (!socket.destroyed) socket.destroy(); }
+
+const METHOD_START = /^[A-Z]+ /;
+
+/** The status for a parser error, and a one-line hint when the client spoke another protocol. */
+function classify(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, bufferSize: number): { status: number; hint?: string } {
+  const raw = err.rawPacket;
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW': {
+      // the request line counts toward the header limit: a line that alone exceeds it means the URL is too long
+      if (raw !== undefined && METHOD_START.test(raw.toString('latin1', 0, 12))) {
+        const nl = raw.indexOf(10);
+        if (nl < 0 || nl > bufferSize) return { status: 414 };
+      }
+      return { status: 431 };
+    }
+    case 'ERR_HTTP_REQUEST_TIMEOUT': return { status: 408 };
+    case 'HPE_URI_TOO_LONG': return { status: 414 };
+    case 'HPE_INVALID_METHOD':
+      if (raw !== undefined && raw.length >= 4) {
+        const b0 = raw[0]!;
+        if (b0 === 0x16 && raw[1] === 3) return { status: 400, hint: 'a TLS handshake arrived on a plain HTTP socket; terminate TLS in nginx or a load balancer and forward plain HTTP' };
+        if (b0 < 0x20 || b0 > 0x7e) {
+          const size = raw[1]! | (raw[2]! << 8);
+          return { status: 400, hint: `what looks like a uwsgi packet (modifier1 ${b0}, vars ${size} bytes) arrived on an HTTP socket; if nginx talks to uwcore with uwsgi_pass, listen with --uwsgi-socket (alias --socket) instead` };
+        }
+      }
+      return { status: 400 };
+    default: return { status: 400 };
+  }
 }
 
 /** Open one node:http listener that feeds the core. Shared by http and http11. */
 export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeoutS: number): Promise<ListenerHandle> {
   const counter = { n: 0 };
-  const srv = http.createServer({
-    maxHeaderSize: server.bufferSize,
-    headersTimeout: Math.round(timeoutS * 1000),
-    requestTimeout: 0,
-    keepAliveTimeout: Math.min(Math.round(timeoutS * 1000), 5000),
-    noDelay: true,
-    requireHostHeader: true,
-  }, (req, res) => {
-    const env = server.httpEnv(req, listener);
+  const timeoutMs = Math.round(timeoutS * 1000);
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    // what llhttp lets through but RFC 9112 refuses
+    if (req.httpVersionMajor !== 1) { refuse(res, 505, 'HTTP Version Not Supported: this socket speaks HTTP/1.0 and HTTP/1.1\n'); return; }
+    if (req.url === '*' && req.method !== 'OPTIONS') { refuse(res, 400, 'Bad Request: the asterisk form is only for OPTIONS\n'); return; }
+    let env;
+    try {
+      env = server.httpEnv(req, listener);
+    } catch (e) {
+      refuse(res, 400, `Bad Request: ${(e as Error).message}\n`);
+      return;
+    }
+    // (env, not req.headers: node builds that object lazily and the hot path never needs it)
+    if (env.HTTP_TRANSFER_ENCODING !== undefined) {
+      // §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing (a smuggling vector)
+      if (req.httpVersionMinor === 0) { refuse(res, 400, 'Bad Request: Transfer-Encoding in an HTTP/1.0 request\n'); return; }
+      req.once('end', checkTrailers);
+    }
     const host = env.HTTP_HOST as string | undefined;
     // RFC 9112 §3.2: exactly one valid Host (node:http does not refuse duplicates)
     if (host !== undefined && (host.includes(',') || host.length === 0 || BAD_HOST.test(host))) {
-      res.shouldKeepAlive = false;
-      res.writeHead(400, 'Bad Request', [['Content-Type', 'text/plain'], ['Content-Length', String(HOST_BODY.length)], ['Connection', 'close']]);
-      res.end(HOST_BODY);
+      refuse(res, 400, HOST_BODY);
       return;
     }
     server.dispatch(env, req, res as unknown as Wire, listener);
+  };
+  const srv = http.createServer({
+    maxHeaderSize: server.bufferSize,
+    headersTimeout: timeoutMs,
+    requestTimeout: 0,
+    keepAliveTimeout: Math.min(timeoutMs, 5000),
+    // how often node looks for connections past headersTimeout (its default, 30 s, lets slow-header
+    // connections pile up far beyond the timeout)
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.round(timeoutMs / 4))),
+    noDelay: true,
+    requireHostHeader: true,
+  }, onRequest);
+  srv.setTimeout(timeoutMs, onIdleTimeout as (s: Socket) => void);
+  // Expect: 100-continue: refuse a body over --limit-post before the client sends it
+  srv.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const cl = req.headers['content-length'];
+    if (!(server.limitPost > 0 && cl !== undefined && Number(cl) > server.limitPost)) res.writeContinue();
+    onRequest(req, res);
   });
-  srv.on('connection', (s: Socket & { __uwSrv?: { n: number } }) => {
+  // CONNECT asks for a tunnel: an application server does not offer one
+  srv.on('connect', (_req: http.IncomingMessage, socket: Socket) => {
+    const text = 'Method Not Allowed: CONNECT tunnels are not offered\n';
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`);
+  });
+  srv.on('connection', (s: HttpSocket) => {
     counter.n++;
     s.__uwSrv = counter;
     s.once('close', onSocketClose);
   });
   srv.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
     if (!socket.writable || (err.code === 'ECONNRESET')) { socket.destroy(); return; }
-    let status = 400;
-    if (err.code === 'HPE_HEADER_OVERFLOW') status = 431;
-    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') status = 408;
-    else if (err.code === 'HPE_URI_TOO_LONG') status = 414;
-    const text = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : status === 414 ? 'URI Too Long' : 'Bad Request';
+    const inflight = (socket as HttpSocket)._httpMessage;
+    if (inflight != null) {
+      // the request was already dispatched (the error is in its body): its body stream fails, the application
+      // answers that (400 from wsgi.input) or has answered; one response only, then the connection closes
+      inflight.shouldKeepAlive = false;
+      if (inflight.headersSent) socket.destroySoon?.();
+      else {
+        // fail the body stream the application may be reading, so that it answers 400 (wsgi.input)
+        const req = inflight.req;
+        if (req !== undefined && !req.complete && req.listenerCount('error') > 0) req.emit('error', Object.assign(new Error(`malformed request body: ${err.message}`), { code: err.code }));
+      }
+      setTimeout(destroyLater, 2000, socket).unref();
+      server.log.debug({ code: err.code }, `malformed request body: ${err.message}`);
+      return;
+    }
+    const { status, hint } = classify(err, server.bufferSize);
+    if (hint !== undefined) server.log.warn({ listener: listener.option, remote: socket.remoteAddress }, hint);
+    const text = STATUS_TEXT[status] ?? 'Bad Request';
     server.log.debug({ code: err.code, status }, `malformed request refused: ${err.message}`);
     socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length + 1}\r\nConnection: close\r\n\r\n${text}\n`);
     socket.destroySoon?.();
@@ -79,13 +188,16 @@ export default definePlugin({
   options: [
     { name: 'http', type: 'addr', multiple: true, arg: 'ADDR', help: 'serve HTTP on ADDR with keep-alive (:8000, 8000 and host:port are TCP; other values without a colon are UNIX socket paths)' },
     { name: 'http-socket', type: 'addr', multiple: true, arg: 'ADDR', help: 'serve HTTP on ADDR, one request per connection (uWSGI\'s --http-socket)' },
-    { name: 'http-timeout', type: 'seconds', default: 60, min: 0.1, arg: 'S', help: 'close a connection whose request headers take longer than S seconds; idle keep-alive connections close after min(S, 5) seconds' },
+    { name: 'http-timeout', type: 'seconds', default: 60, min: 0.1, arg: 'S', help: 'close a connection whose request headers take longer than S seconds, or that is silent for S seconds while a request is incomplete or a response is stuck; idle keep-alive connections close after min(S, 5) seconds' },
   ],
   setup(api) {
     const timeout = api.options['http-timeout'] as number;
     api.protocols.register('http', { listen: (l, s) => listenHttp(l, s, timeout) });
     for (const a of (api.options.http as Address[])) api.listen('http', 'http', a, { keepAlive: true });
     for (const a of (api.options['http-socket'] as Address[])) api.listen('http-socket', 'http', a, { keepAlive: false });
-    return { listenHttp };
+    return {
+      /** open a node:http listener; timeoutS defaults to --http-timeout */
+      listenHttp: (l: ListenerInfo, s: ServerHandle, timeoutS: number = timeout) => listenHttp(l, s, timeoutS),
+    };
   },
 });

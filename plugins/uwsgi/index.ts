@@ -1,0 +1,584 @@
+// The `uwsgi` plugin: --uwsgi-socket (alias --socket, -s) speaks uWSGI's binary protocol, the one nginx's
+// `uwsgi_pass` sends. A packet is a 4-byte header (modifier1, u16le datasize, modifier2), a vars block of
+// `u16le keylen | key | u16le vallen | value` entries, then the body (CONTENT_LENGTH bytes). The response goes
+// back as plain HTTP/1.x bytes and the connection closes (the protocol has no upstream keep-alive).
+//
+// The listener is ours end to end: one object per connection (it is the Wire too), the vars block is parsed in
+// place from the first data chunk when it is complete (the common case behind nginx), and copied into one
+// exactly-sized buffer only when it arrives in pieces.
+import net from 'node:net';
+import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
+import {
+  definePlugin, type Address, type Env, type HeaderList, type ListenerHandle, type ListenerInfo, type Logger,
+  type ServerHandle, type Wire,
+} from '../../sdk/index.js';
+
+/** What a modifier handler receives: the packet as it arrived. */
+export interface UwsgiPacket {
+  modifier1: number;
+  modifier2: number;
+  /** the raw vars block (datasize bytes); parse it with `parseVars` when it holds key/value pairs. */
+  vars: Buffer;
+  /** bytes that arrived after the vars block in the same reads (the start of a body, if any). */
+  rest: Buffer;
+  /** the connection, now owned by the handler: write the reply and end or destroy it. */
+  socket: net.Socket;
+  listener: ListenerInfo;
+}
+
+/** A handler for a modifier1 other than 0, registered by another plugin. */
+export type ModifierHandler = (packet: UwsgiPacket) => void;
+
+/** What `api.use('uwsgi')` returns. */
+export interface UwsgiApi {
+  /** dispatch packets with this modifier1 (1..255, not 0) to `handler`. */
+  registerModifier(modifier1: number, handler: ModifierHandler): void;
+  /** decode a vars block into key/value strings; null when malformed. */
+  parseVars(block: Buffer, maxVars?: number): Record<string, string> | null;
+  /** encode a uwsgi packet (header + vars [+ body]), e.g. for tests and clients. */
+  encodePacket(vars: Record<string, string>, opts?: { modifier1?: number; modifier2?: number; body?: Buffer }): Buffer;
+}
+
+const MAX_VARS = 1000;
+const EMPTY = Buffer.alloc(0);
+
+// parser states
+const S_HEAD = 0;   // waiting for the 4-byte header
+const S_VARS = 1;   // waiting for the rest of the vars block
+const S_BODY = 2;   // feeding the body
+const S_DONE = 3;   // request read completely
+const S_GONE = 4;   // refused / handed over: ignore further bytes
+
+/** node's Buffer has these undocumented fast decoders (no argument checks); typed here. */
+type FastBuf = Buffer & { latin1Slice(start: number, end: number): string; utf8Slice(start: number, end: number): string };
+
+const KEY_PATH_INFO = 'PATH_INFO';
+const KEY_SCRIPT_NAME = 'SCRIPT_NAME';
+
+interface ListenerState {
+  info: ListenerInfo;
+  server: ServerHandle;
+  log: Logger;
+  /** vars block limit: min(--buffer-size, 65535) */
+  maxVars: number;
+  timeoutMs: number;
+  modifiers: Map<number, ModifierHandler>;
+  conns: Set<Conn>;
+  where: string;
+  /** coarse clock (ms), advanced by the sweep: stamping a connection costs no clock read */
+  now: number;
+}
+
+/** The body of one request: fed by the connection, paused/resumed for backpressure. */
+class Body extends Readable {
+  conn: Conn;
+  constructor(conn: Conn) {
+    super();
+    this.conn = conn;
+  }
+  override _read(): void {
+    const c = this.conn;
+    if (c.paused) { c.paused = false; c.socket.resume(); }
+  }
+}
+
+function validHeaderPart(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 13 || c === 10 || c === 0) return false;
+  }
+  return true;
+}
+
+/** One connection: the parser, and the Wire the core writes the response to. */
+class Conn extends EventEmitter implements Wire {
+  readonly socket: net.Socket;
+  readonly l: ListenerState;
+  state = S_HEAD;
+  /** partial header or vars block (exactly 4 + datasize bytes once the header is known) */
+  acc: Buffer | null = null;
+  accLen = 0;
+  datasize = 0;
+  modifier1 = 0;
+  modifier2 = 0;
+  remaining = 0;
+  body: Body | null = null;
+  paused = false;
+  // Wire
+  headersSent = false;
+  writableEnded = false;
+  destroyed = false;
+  head: string | null = null;
+  noBody = false;
+  proto = 'HTTP/1.0';
+  /** when the connection was accepted (the listener's coarse clock) */
+  readonly started: number;
+
+  constructor(socket: net.Socket, l: ListenerState) {
+    super();
+    this.socket = socket;
+    this.l = l;
+    this.started = l.now;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // parsing
+
+  onData(chunk: Buffer): void {
+    switch (this.state) {
+      case S_BODY: this.feedBody(chunk); return;
+      case S_DONE: case S_GONE: return; // nothing may follow a request on a uwsgi connection
+    }
+    let buf = chunk;
+    if (this.acc !== null) {
+      // continue a fragmented header / vars block
+      if (this.state === S_HEAD) {
+        const n = Math.min(4 - this.accLen, chunk.length);
+        chunk.copy(this.acc, this.accLen, 0, n);
+        this.accLen += n;
+        if (this.accLen < 4) return;
+        buf = this.acc.subarray(0, 4);
+        const rest = chunk.subarray(n);
+        this.acc = null;
+        this.accLen = 0;
+        if (!this.header(buf)) return;
+        this.state = S_VARS;
+        const total = 4 + this.datasize;
+        if (total === 4) { this.packet(EMPTY, rest); return; }
+        this.acc = Buffer.allocUnsafe(total);
+        buf.copy(this.acc, 0);
+        this.accLen = 4;
+        if (rest.length === 0) return;
+        chunk = rest;
+      }
+      const need = this.acc.length - this.accLen;
+      const n = Math.min(need, chunk.length);
+      chunk.copy(this.acc, this.accLen, 0, n);
+      this.accLen += n;
+      if (this.accLen < this.acc.length) return;
+      const block = this.acc;
+      this.acc = null;
+      this.packet(block.subarray(4), chunk.subarray(n));
+      return;
+    }
+    // fast path: the data starts a packet
+    if (buf.length < 4) {
+      if (this.looksLikeHttp(buf)) return;
+      this.acc = Buffer.allocUnsafe(4);
+      buf.copy(this.acc, 0);
+      this.accLen = buf.length;
+      return;
+    }
+    if (!this.header(buf)) return;
+    const total = 4 + this.datasize;
+    if (buf.length >= total) {
+      this.packet(buf.subarray(4, total), buf.subarray(total));
+      return;
+    }
+    this.state = S_VARS;
+    this.acc = Buffer.allocUnsafe(total);
+    buf.copy(this.acc, 0);
+    this.accLen = buf.length;
+  }
+
+  /** An HTTP request line where a uwsgi header should be: answer 400 with a hint, log one line. */
+  looksLikeHttp(buf: Buffer): boolean {
+    const n = Math.min(buf.length, 4);
+    for (let i = 0; i < n; i++) {
+      const c = buf[i]!;
+      if (!((c >= 65 && c <= 90) || (c === 32 && i > 0))) return false;
+    }
+    if (n < 3) return false;
+    this.l.log.warn({ listener: this.l.where, remote: this.socket.remoteAddress }, `an HTTP request arrived on the uwsgi socket ${this.l.where} (--${this.l.info.option}); to serve HTTP clients directly use --http-socket (or --http), or put nginx with uwsgi_pass in front`);
+    const text = 'This is a uwsgi protocol socket, not HTTP: serve HTTP with --http-socket, or proxy to it with nginx uwsgi_pass.\n';
+    this.state = S_GONE;
+    this.socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`);
+    this.socket.setTimeout(this.l.timeoutMs);
+    return true;
+  }
+
+  /** Decode the 4-byte header; false when the connection was refused. */
+  header(b: Buffer): boolean {
+    if (this.looksLikeHttp(b)) return false;
+    this.modifier1 = b[0]!;
+    this.datasize = b[1]! | (b[2]! << 8);
+    this.modifier2 = b[3]!;
+    if (this.datasize > this.l.maxVars) {
+      this.refuse(`vars block of ${this.datasize} bytes is larger than --buffer-size ${this.l.maxVars}; raise --buffer-size`);
+      return false;
+    }
+    if (this.datasize === 0 && this.modifier1 === 0) {
+      this.refuse('empty vars block');
+      return false;
+    }
+    return true;
+  }
+
+  /** Close the connection after a malformed or refused packet: one warning, the worker keeps serving. */
+  refuse(why: string): void {
+    if (this.state === S_GONE) return;
+    this.state = S_GONE;
+    this.acc = null;
+    this.l.log.warn({ listener: this.l.where, remote: this.socket.remoteAddress, modifier1: this.modifier1 }, `malformed uwsgi packet on ${this.l.where}: ${why}; connection closed`);
+    this.socket.destroy();
+  }
+
+  /** A complete vars block arrived; `rest` is what followed it in the same read. */
+  packet(vars: Buffer, rest: Buffer): void {
+    const m1 = this.modifier1;
+    if (m1 !== 0) {
+      const h = this.l.modifiers.get(m1);
+      if (h === undefined) {
+        this.refuse(`no plugin handles modifier1 ${m1} (only 0, the application, unless a plugin registers it)`);
+        return;
+      }
+      this.state = S_GONE;
+      this.socket.setTimeout(0);
+      this.release();
+      try {
+        h({ modifier1: m1, modifier2: this.modifier2, vars, rest, socket: this.socket, listener: this.l.info });
+      } catch (e) {
+        this.l.log.error({ err: e, modifier1: m1 }, `modifier1 ${m1} handler failed`);
+        this.socket.destroy();
+      }
+      return;
+    }
+    const env = this.parseEnv(vars);
+    if (env === null) return;
+    // CONTENT_LENGTH: missing or empty means no body; anything else must be a plain decimal number
+    const clRaw = env.CONTENT_LENGTH as string | undefined;
+    let cl = 0;
+    if (clRaw !== undefined && clRaw.length !== 0) {
+      if (clRaw.length > 15 || !/^[0-9]+$/.test(clRaw)) { this.refuse(`CONTENT_LENGTH ${JSON.stringify(clRaw.slice(0, 20))} is not a non-negative integer`); return; }
+      cl = Number(clRaw);
+    }
+    const p = env.SERVER_PROTOCOL;
+    this.proto = p.length === 8 && p.startsWith('HTTP/') && p.charCodeAt(6) === 46 ? p : 'HTTP/1.0';
+    this.noBody = env.REQUEST_METHOD === 'HEAD';
+    const body = new Body(this);
+    this.body = body;
+    this.remaining = cl;
+    if (cl === 0) {
+      body.push(null);
+      this.state = S_DONE;
+      this.socket.setTimeout(0);
+    } else {
+      this.state = S_BODY;
+    }
+    this.l.server.dispatch(env, body, this, this.l.info);
+    if (rest.length !== 0 && this.state === S_BODY) this.feedBody(rest);
+  }
+
+  /** The CGI env: exactly the vars sent (later duplicates win, HTTP_* duplicates are joined with ", "). */
+  parseEnv(vars: Buffer): Env | null {
+    const b = vars as FastBuf;
+    const env = {} as Env;
+    const end = b.length;
+    let off = 0;
+    let count = 0;
+    while (off < end) {
+      if (off + 2 > end) { this.refuse(`truncated key length at offset ${off} of the vars block`); return null; }
+      const kl = b[off]! | (b[off + 1]! << 8);
+      off += 2;
+      if (kl === 0) { this.refuse('empty key in the vars block'); return null; }
+      if (off + kl + 2 > end) { this.refuse(`key length ${kl} overflows the vars block (${end} bytes)`); return null; }
+      const key = b.latin1Slice(off, off + kl);
+      off += kl;
+      const vl = b[off]! | (b[off + 1]! << 8);
+      off += 2;
+      if (off + vl > end) { this.refuse(`value length ${vl} of ${key.slice(0, 40)} overflows the vars block (${end} bytes)`); return null; }
+      const value = (key === KEY_PATH_INFO || key === KEY_SCRIPT_NAME) ? b.utf8Slice(off, off + vl) : b.latin1Slice(off, off + vl);
+      off += vl;
+      if (++count > MAX_VARS) { this.refuse(`more than ${MAX_VARS} vars`); return null; }
+      const prev = env[key];
+      if (prev === undefined) env[key] = value;
+      else if (key === 'CONTENT_LENGTH') {
+        if (prev !== value) { this.refuse('conflicting CONTENT_LENGTH vars'); return null; }
+      } else if (key.startsWith('HTTP_')) env[key] = `${prev as string}, ${value}`;
+      else env[key] = value;
+    }
+    // the keys the core and the status line need, when a client left them out
+    if (env.REQUEST_METHOD === undefined) env.REQUEST_METHOD = 'GET';
+    if (env.PATH_INFO === undefined) env.PATH_INFO = '/';
+    if (env.QUERY_STRING === undefined) env.QUERY_STRING = '';
+    if (env.REQUEST_URI === undefined) env.REQUEST_URI = env.QUERY_STRING.length ? `${env.PATH_INFO}?${env.QUERY_STRING}` : env.PATH_INFO;
+    if (env.SERVER_PROTOCOL === undefined) env.SERVER_PROTOCOL = 'HTTP/1.0';
+    env['wsgi.url_scheme'] = env.REQUEST_SCHEME === 'https' || env.HTTPS === 'on' || env.HTTPS === '1' ? 'https' : 'http';
+    return env;
+  }
+
+  feedBody(chunk: Buffer): void {
+    const body = this.body!;
+    let c = chunk;
+    if (c.length >= this.remaining) {
+      // anything past CONTENT_LENGTH is not part of this request: dropped
+      c = c.length === this.remaining ? c : c.subarray(0, this.remaining);
+      this.remaining = 0;
+      this.state = S_DONE;
+      this.socket.setTimeout(0);
+      if (c.length) body.push(c);
+      body.push(null);
+      return;
+    }
+    this.remaining -= c.length;
+    if (!body.push(c) && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  /**
+   * The peer closed its side (`reset` false: a FIN, the packet was cut short: one warning) or the connection
+   * was reset (`reset` true: the client went away, logged at debug) before the request was complete.
+   */
+  truncated(reset: boolean): void {
+    if (this.state === S_HEAD && this.acc === null) return; // closed between requests: normal
+    if (this.state !== S_HEAD && this.state !== S_VARS && this.state !== S_BODY) return;
+    const what = this.state === S_HEAD ? 'truncated header'
+      : this.state === S_VARS ? `vars block shorter than its datasize ${this.datasize}`
+      : `the request body ended ${this.remaining} bytes short of its CONTENT_LENGTH`;
+    const body = this.state === S_BODY ? this.body : null;
+    if (reset) {
+      this.state = S_GONE;
+      this.l.log.debug({ listener: this.l.where }, `uwsgi client went away: ${what}`);
+    } else this.refuse(what);
+    body?.destroy(new Error(what));
+  }
+
+  release(): void {
+    const s = this.socket;
+    s.removeListener('data', onSocketData);
+    s.removeListener('end', onSocketEnd);
+    s.removeListener('timeout', onSocketTimeout);
+    s.removeListener('drain', onSocketDrain);
+    this.l.conns.delete(this);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Wire
+
+  writeHead(status: number, reason: string, headers: HeaderList): void {
+    if (this.headersSent) return;
+    let h = `${this.proto} ${status} ${reason}\r\n`;
+    for (let i = 0; i < headers.length; i++) {
+      const e = headers[i]!;
+      const k = e[0];
+      const v = e[1];
+      if (!validHeaderPart(k) || !validHeaderPart(v) || k.length === 0) {
+        throw Object.assign(new Error(`response header ${JSON.stringify(k).slice(0, 60)} contains CR, LF or NUL`), { code: 'UW_ERR_APP_RESPONSE', plugin: 'uwsgi' });
+      }
+      // Transfer-Encoding is hop-by-hop and framing is the front end's job: nginx's uwsgi module does not
+      // decode a chunked upstream body (it would reach the client still chunk-framed, inside nginx's own
+      // chunking), so the body goes out close-delimited and nginx frames it for its client
+      if (k.length === 17 && k.toLowerCase() === 'transfer-encoding') continue;
+      h += `${k}: ${v}\r\n`;
+    }
+    this.head = h + '\r\n';
+    this.headersSent = true;
+    if (status < 200 || status === 204 || status === 304) this.noBody = true;
+  }
+
+  private flushHead(): void {
+    const h = this.head;
+    if (h !== null) { this.head = null; this.socket.write(h, 'latin1'); }
+  }
+
+  write(chunk: string | Uint8Array): boolean {
+    if (this.writableEnded || this.destroyed) return false;
+    const s = this.socket;
+    if (this.noBody) { if (this.head !== null) { this.flushHead(); } return true; }
+    const len = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
+    if (len === 0) return true;
+    if (this.head === null) return s.write(chunk);
+    // the head and the first body bytes leave in one write
+    s.cork();
+    this.flushHead();
+    const ok = s.write(chunk);
+    s.uncork();
+    return ok;
+  }
+
+  end(chunk?: string | Uint8Array): void {
+    if (this.writableEnded || this.destroyed) return;
+    const s = this.socket;
+    s.cork();
+    if (chunk !== undefined) this.write(chunk);
+    else this.flushHead();
+    this.writableEnded = true;
+    s.end();
+    s.uncork();
+    // wait for the peer to close, but not forever
+    s.setTimeout(this.l.timeoutMs);
+    if (this.state === S_BODY) {
+      // the response is out before the body was read: stop reading, nothing more is needed
+      this.state = S_GONE;
+      this.body?.push(null);
+      if (this.paused) { this.paused = false; s.resume(); }
+    }
+  }
+
+  destroy(_err?: Error): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.socket.destroy();
+  }
+}
+
+const kConn = Symbol('uwsgi.conn');
+type Sock = net.Socket & { [kConn]?: Conn };
+
+function onSocketData(this: Sock, d: Buffer): void { this[kConn]!.onData(d); }
+function onSocketEnd(this: Sock): void {
+  const c = this[kConn]!;
+  c.truncated(false);
+  // a peer that half-closed after a complete request still gets its response (allowHalfOpen)
+  if (c.state === S_HEAD || c.state === S_GONE) c.socket.end();
+}
+function onSocketTimeout(this: Sock): void {
+  const c = this[kConn]!;
+  if (c.state === S_HEAD && c.acc === null && !c.headersSent) { c.socket.destroy(); return; }
+  if (c.state === S_BODY && c.paused) return; // the application is not reading: not the client's fault
+  if (c.state === S_HEAD || c.state === S_VARS || c.state === S_BODY) {
+    c.l.log.debug({ listener: c.l.where }, 'uwsgi client too slow (--socket-timeout); connection closed');
+    if (c.state === S_BODY) c.body?.destroy(new Error('client too slow sending the request body (--socket-timeout)'));
+  }
+  c.state = S_GONE;
+  c.socket.destroy();
+}
+function onSocketDrain(this: Sock): void { this[kConn]!.emit('drain'); }
+function onSocketClose(this: Sock): void {
+  const c = this[kConn]!;
+  c.destroyed = true;
+  c.truncated(true);
+  c.l.conns.delete(c);
+  c.emit('close');
+}
+function onSocketError(this: Sock, err: NodeJS.ErrnoException): void {
+  const c = this[kConn];
+  if (c !== undefined) c.l.log.debug({ code: err.code }, `uwsgi connection error: ${err.message}`);
+}
+
+/** Encode a uwsgi packet. */
+export function encodePacket(vars: Record<string, string>, opts: { modifier1?: number; modifier2?: number; body?: Buffer } = {}): Buffer {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for (const [k, v] of Object.entries(vars)) {
+    const kb = Buffer.from(k, 'latin1');
+    const vb = Buffer.from(v, 'utf8');
+    const e = Buffer.allocUnsafe(4 + kb.length + vb.length);
+    e.writeUInt16LE(kb.length, 0);
+    kb.copy(e, 2);
+    e.writeUInt16LE(vb.length, 2 + kb.length);
+    vb.copy(e, 4 + kb.length);
+    parts.push(e);
+    size += e.length;
+  }
+  if (size > 65535) throw new RangeError(`uwsgi vars block of ${size} bytes does not fit in 16 bits`);
+  const h = Buffer.from([opts.modifier1 ?? 0, size & 0xff, size >> 8, opts.modifier2 ?? 0]);
+  return Buffer.concat([h, ...parts, opts.body ?? EMPTY]);
+}
+
+/** Decode a vars block; null when malformed. */
+export function parseVars(block: Buffer, maxVars = MAX_VARS): Record<string, string> | null {
+  const b = block as FastBuf;
+  const out: Record<string, string> = {};
+  let off = 0;
+  let n = 0;
+  while (off < b.length) {
+    if (off + 2 > b.length) return null;
+    const kl = b.readUInt16LE(off); off += 2;
+    if (kl === 0 || off + kl + 2 > b.length) return null;
+    const k = b.latin1Slice(off, off + kl); off += kl;
+    const vl = b.readUInt16LE(off); off += 2;
+    if (off + vl > b.length) return null;
+    out[k] = b.utf8Slice(off, off + vl); off += vl;
+    if (++n > maxVars) return null;
+  }
+  return out;
+}
+
+function describe(a: Address): string {
+  return a.kind === 'unix' ? a.path : `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
+function listenUwsgi(info: ListenerInfo, server: ServerHandle, timeoutMs: number, modifiers: Map<number, ModifierHandler>, log: Logger): Promise<ListenerHandle> {
+  const l: ListenerState = {
+    info, server, log, timeoutMs, modifiers,
+    maxVars: Math.min(server.bufferSize, 65535),
+    conns: new Set(),
+    where: describe(info.address),
+    now: Date.now(),
+  };
+  // The packet (header and vars) must arrive within --socket-timeout of the accept: the inactivity timeout
+  // alone would let a client that sends one byte every few seconds hold its connection forever.
+  const sweep = setInterval(() => {
+    const now = (l.now = Date.now());
+    for (const c of l.conns) {
+      if ((c.state === S_VARS || (c.state === S_HEAD && c.acc !== null)) && now - c.started > timeoutMs) {
+        c.state = S_GONE;
+        log.debug({ listener: l.where }, 'uwsgi packet not complete within --socket-timeout; connection closed');
+        c.socket.destroy();
+      }
+    }
+  }, Math.max(50, Math.min(1000, Math.round(timeoutMs / 4))));
+  sweep.unref();
+  // noDelay: TCP_NODELAY on every accepted TCP socket (set by node at accept; no-op on UNIX sockets)
+  const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket: Sock) => {
+    const c = new Conn(socket, l);
+    socket[kConn] = c;
+    l.conns.add(c);
+    socket.setTimeout(timeoutMs);
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('timeout', onSocketTimeout);
+    socket.on('drain', onSocketDrain);
+    socket.on('close', onSocketClose);
+    socket.on('error', onSocketError);
+  });
+  const backlog = (server.options.listen as number | undefined) ?? 1024;
+  const a = info.address;
+  return new Promise((resolve, reject) => {
+    const onError = (e: Error) => { clearInterval(sweep); reject(e); };
+    srv.once('error', onError);
+    const done = () => {
+      srv.removeListener('error', onError);
+      srv.on('error', (e) => log.error({ err: e }, 'uwsgi listener error'));
+      resolve({
+        close: () => new Promise<void>((r) => { clearInterval(sweep); srv.close(() => r()); }),
+        closeIdle: () => { for (const c of l.conns) if (c.state === S_HEAD && c.acc === null) c.socket.destroy(); },
+        connections: () => l.conns.size,
+        destroyAll: () => { for (const c of l.conns) c.socket.destroy(); },
+      });
+    };
+    if (a.kind === 'tcp') srv.listen({ host: a.host, port: a.port, backlog }, done);
+    else srv.listen({ path: a.path, backlog }, done);
+  });
+}
+
+export default definePlugin<UwsgiApi>({
+  name: 'uwsgi',
+  version: '1.0.0',
+  sdk: '^1.0.0',
+  description: 'the uwsgi binary protocol, as nginx\'s uwsgi_pass speaks it (--uwsgi-socket, --socket)',
+  options: [
+    { name: 'uwsgi-socket', type: 'addr', multiple: true, alias: ['socket'], short: 's', arg: 'ADDR', help: 'serve the uwsgi protocol (nginx uwsgi_pass) on ADDR: host:port, :port or a UNIX socket path' },
+    { name: 'socket-timeout', type: 'seconds', default: 4, min: 0.1, short: 'z', arg: 'S', help: 'close a uwsgi connection whose packet (header and vars) is not complete S seconds after the accept, or that sends nothing for S seconds while its body is incomplete' },
+  ],
+  setup(api) {
+    const timeoutMs = Math.round((api.options['socket-timeout'] as number) * 1000);
+    const modifiers = new Map<number, ModifierHandler>();
+    api.protocols.register('uwsgi', { listen: (l, s) => listenUwsgi(l, s, timeoutMs, modifiers, api.log) });
+    for (const a of (api.options['uwsgi-socket'] as Address[])) api.listen('uwsgi-socket', 'uwsgi', a, { keepAlive: false });
+    return {
+      registerModifier(m1: number, handler: ModifierHandler) {
+        if (!Number.isInteger(m1) || m1 < 1 || m1 > 255) throw api.error('UW_ERR_PLUGIN', `uwsgi modifier1 must be an integer 1..255 (0 is the application), got ${m1}`);
+        if (modifiers.has(m1)) throw api.error('UW_ERR_REGISTRY_DUPLICATE', `uwsgi modifier1 ${m1} is already registered`);
+        if (typeof handler !== 'function') throw api.error('UW_ERR_PLUGIN', `the handler for uwsgi modifier1 ${m1} must be a function`);
+        modifiers.set(m1, handler);
+      },
+      parseVars,
+      encodePacket,
+    };
+  },
+});
