@@ -74,7 +74,7 @@ export function statsDocument(input: StatsInput): StatsDocument {
   const queues = listenQueues();
   const sockets = input.sockets.map((s) => {
     const q = s.port !== null ? queues.get(s.port) : undefined;
-    return { name: s.name, proto: s.proto, queue: q?.queue ?? 0, max_queue: q?.max ?? input.backlog, shared: 0, can_offload: 0 };
+    return { name: s.name, proto: s.proto, queue: q?.queue ?? 0, max_queue: q?.max || input.backlog, shared: 0, can_offload: 0 };
   });
   const workers = input.workers.map((w) => {
     const c = w.counters;

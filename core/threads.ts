@@ -247,7 +247,7 @@ export class ThreadPool {
       const secs = Math.round((now - core.since) / 100) / 10;
       core.harakiri++;
       this.server.exceptions++;
-      this.server.log.error({ code: 'UW_ERR_HARAKIRI', method: env.REQUEST_METHOD, uri: env.REQUEST_URI, worker: this.server.workerId, core: core.id, pid: process.pid, seconds: secs, remote: env.REMOTE_ADDR },
+      this.server.log.error({ code: 'UW_ERR_HARAKIRI', method: env.REQUEST_METHOD, uri: env.REQUEST_URI, core: core.id, seconds: secs, remote: env.REMOTE_ADDR },
         `HARAKIRI: ${env.REQUEST_METHOD} ${env.REQUEST_URI} ran ${secs} s (--harakiri ${this.harakiriS}) on worker ${this.server.workerId} (pid: ${process.pid}) core ${core.id}: killing its thread`);
       const t = core.thread;
       core.thread = null;
