@@ -163,10 +163,12 @@ function trackCounters(server: Server, pool: ThreadPool | null): () => WorkerCou
  * conversation get a moment to receive one (so that they do not race the closing of an idle connection),
  * then the listeners close and in-flight requests finish (up to mercy).
  */
-async function drainAndStop(server: Server, mercyMs: number): Promise<void> {
+async function drainAndStop(server: Server, mercyMs: number, drainingSince = 0): Promise<void> {
+  if (!server.draining || drainingSince === 0) drainingSince = Date.now();
   server.draining = true;
   const open = server.handles.reduce((n, h) => n + h.connections(), 0);
-  if (open > server.inflight && mercyMs > 0) await new Promise((r) => setTimeout(r, Math.min(mercyMs, 500)));
+  const wait = Math.min(mercyMs, 500 - (Date.now() - drainingSince));
+  if (open > server.inflight && wait > 0) await new Promise((r) => setTimeout(r, wait));
   await server.stop(mercyMs);
 }
 
@@ -236,9 +238,10 @@ interface Slot {
   fastDeaths: number;
   /** a replacement (reload, recycle, respawn) is being started: nothing else may start one */
   busy: boolean;
-  /** counters of the slot's earlier processes (carried over, as uWSGI does) and the live process's last report */
+  /** counters of the slot's exited processes (carried over, as uWSGI does) */
   base: WorkerCounters;
-  live: WorkerCounters;
+  /** last counters reported by each running process of the slot (the current one and any still draining) */
+  procs: Map<ClusterWorker, WorkerCounters>;
   lastRequests: number;
 }
 
@@ -246,7 +249,7 @@ type FromWorker = { t?: string; line?: string; code?: string; reason?: string; i
 
 function addCounters(a: WorkerCounters, b: WorkerCounters): WorkerCounters {
   return {
-    requests: a.requests + b.requests, exceptions: a.exceptions + b.exceptions, inflight: b.inflight, tx: a.tx + b.tx, rt: a.rt + b.rt,
+    requests: a.requests + b.requests, exceptions: a.exceptions + b.exceptions, inflight: a.inflight + b.inflight, tx: a.tx + b.tx, rt: a.rt + b.rt,
     harakiri: a.harakiri + b.harakiri, accepting: b.accepting, cores: b.cores,
   };
 }
@@ -259,7 +262,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
   const server = new Server({ options, root, role: 'master', workerId: 0 });
   const count = options.processes as number;
   const slots: Slot[] = Array.from({ length: count }, (_, i) => ({
-    id: i + 1, worker: null, spawnedAt: 0, respawns: 0, fastDeaths: 0, busy: false, base: emptyCounters(), live: emptyCounters(), lastRequests: 0,
+    id: i + 1, worker: null, spawnedAt: 0, respawns: 0, fastDeaths: 0, busy: false, base: emptyCounters(), procs: new Map(), lastRequests: 0,
   }));
   let state: 'starting' | 'running' | 'reloading' | 'stopping' = 'starting';
   let removePid = () => undefined as void;
@@ -302,15 +305,18 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
   // stats: ask a worker for its counters (answers within 1 s, else its last report is used)
   let statsSeq = 0;
   const statsWaiters = new Map<number, (c: WorkerCounters | null) => void>();
-  const askCounters = (slot: Slot): Promise<void> => {
-    const w = slot.worker;
-    if (!w) return Promise.resolve();
+  const askCounters = (slot: Slot, w: ClusterWorker): Promise<void> => {
     const id = ++statsSeq;
     return new Promise((resolve) => {
       const t = setTimeout(() => { statsWaiters.delete(id); resolve(); }, 1000);
-      statsWaiters.set(id, (c) => { clearTimeout(t); if (c && slot.worker === w) slot.live = c; resolve(); });
+      statsWaiters.set(id, (c) => { clearTimeout(t); if (c && slot.procs.has(w)) slot.procs.set(w, c); resolve(); });
       if (!send(w, { t: 'uw:stats?', id })) { clearTimeout(t); statsWaiters.delete(id); resolve(); }
     });
+  };
+  const slotCounters = (slot: Slot): WorkerCounters => {
+    let c = slot.base;
+    for (const p of slot.procs.values()) c = addCounters(c, p);
+    return { ...c, cores: (slot.worker && slot.procs.get(slot.worker)?.cores) || [], accepting: !!slot.worker && (slot.procs.get(slot.worker)?.accepting ?? true) };
   };
 
   const onMessage = (slot: Slot, w: ClusterWorker, msg: FromWorker) => {
@@ -326,9 +332,8 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
         statsWaiters.delete(msg.id!);
         return;
       case 'uw:final':
-        // a worker that exits gracefully hands its counters over to its successor
-        if (msg.c) slot.base = addCounters(slot.base, { ...msg.c, inflight: 0 });
-        if (slot.worker === w) slot.live = emptyCounters();
+        // a worker that exits gracefully hands its last counters over to its successors
+        if (msg.c && slot.procs.has(w)) slot.procs.set(w, msg.c);
         return;
       case 'uw:recycle':
         if (slot.worker === w) void replaceSlot(slot, msg.reason ?? 'recycling');
@@ -341,6 +346,12 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
   const spawn = (slot: Slot): Promise<ClusterWorker> => new Promise((resolve, reject) => {
     const w = cluster.fork({ UWCORE__WORKER_ID: String(slot.id) });
     let ready = false;
+    slot.procs.set(w, emptyCounters());
+    w.once('exit', () => {
+      const c = slot.procs.get(w);
+      if (c) slot.base = addCounters(slot.base, { ...c, inflight: 0 });
+      slot.procs.delete(w);
+    });
     w.on('error', (e) => root.warn({ worker: slot.id, err: e }, `worker ${slot.id} (pid: ${w.process.pid}) IPC error: ${e.message}`));
     w.on('message', (msg: FromWorker) => {
       if (msg?.t === 'uw:hello') { send(w, { ...boot, workerId: slot.id } satisfies BootMessage); return; }
@@ -356,12 +367,9 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
   const attach = (slot: Slot, w: ClusterWorker) => {
     slot.worker = w;
     slot.spawnedAt = Date.now();
-    slot.live = emptyCounters();
     w.once('exit', (code, signal) => {
       if (slot.worker !== w) return; // replaced
       slot.worker = null;
-      slot.base = addCounters(slot.base, { ...slot.live, inflight: 0 });
-      slot.live = emptyCounters();
       if (state === 'stopping' || expectedExit.has(w)) return;
       const cause = signal ? `killed by signal ${signal}` : `exited with code ${code}`;
       if (slot.busy) { root.error({ worker: slot.id, pid: w.process.pid, code, signal }, `worker ${slot.id} (pid: ${w.process.pid}) died, ${cause}; its replacement is starting`); return; }
@@ -406,12 +414,17 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
   const replaceSlot = async (slot: Slot, why: string): Promise<boolean> => {
     if (slot.busy || (state !== 'running' && state !== 'reloading')) return true;
     slot.busy = true;
+    // the old worker answers with Connection: close while its replacement starts, so that keep-alive
+    // clients move over before it stops accepting
+    const current = slot.worker;
+    if (current) send(current, { t: 'uw:drain' });
     let fresh: ClusterWorker;
     try {
       fresh = await spawn(slot);
     } catch (e) {
       const err = e as Error & { fatalLine?: string };
       slot.busy = false;
+      if (current && slot.worker === current) send(current, { t: 'uw:undrain' });
       root.error({ worker: slot.id }, `worker ${slot.id} could not be replaced (${why}): the new process failed to start (${err.fatalLine ?? err.message}); the running worker keeps serving`);
       if (slot.worker === null) { slot.busy = true; respawn(slot); }
       return false;
@@ -419,7 +432,6 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
     slot.busy = false;
     if ((state as string) === 'stopping') { send(fresh, { t: 'uw:stop', mercy: 0 }) || fresh.process.kill('SIGKILL'); return false; }
     const old = slot.worker;
-    if (old) slot.base = addCounters(slot.base, { ...slot.live, inflight: 0 });
     attach(slot, fresh);
     slot.respawns++;
     if (old) retire(slot, old, workerMercy);
@@ -435,9 +447,9 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
       statsServer = await startStatsServer(statsAddr, {
         http: options['stats-http'] as boolean, minified: options['stats-minified'] as boolean, log: root,
         build: async () => {
-          await Promise.all(slots.map(askCounters));
+          await Promise.all(slots.flatMap((s) => [...s.procs.keys()].map((w) => askCounters(s, w))));
           const rows: WorkerRow[] = slots.map((s) => {
-            const c = addCounters(s.base, s.live);
+            const c = slotCounters(s);
             const row = { id: s.id, pid: s.worker?.process.pid ?? 0, counters: c, delta: c.requests - s.lastRequests, spawnedAt: s.spawnedAt, respawns: s.respawns, alive: s.worker !== null };
             s.lastRequests = c.requests;
             return row;
@@ -589,6 +601,8 @@ export async function runWorker(): Promise<void> {
     dropPrivileges(ids);
     const counters = trackCounters(srv, pool);
     const spawnedAt = Date.now();
+    let drainingSince = 0;
+    let recycling = false;
     // --max-requests: the Nth request is answered with Connection: close, then the master replaces this worker
     const maxRequests = options['max-requests'] as number;
     if (maxRequests > 0) {
@@ -598,6 +612,8 @@ export async function runWorker(): Promise<void> {
         if (Date.now() - spawnedAt < minLifetime) { srv.requestLimit = srv.accepted + 1; return; }
         srv.requestLimit = 0;
         srv.draining = true;
+        recycling = true;
+        drainingSince = Date.now();
         root.info({ requests: srv.accepted }, `worker ${msg.workerId} reached --max-requests ${maxRequests}: it will be replaced`);
         send({ t: 'uw:recycle', reason: `max-requests ${maxRequests} reached` });
       };
@@ -607,7 +623,7 @@ export async function runWorker(): Promise<void> {
     const gracefulExit = async (mercyMs: number) => {
       if (exiting) return;
       exiting = true;
-      await drainAndStop(srv, mercyMs);
+      await drainAndStop(srv, mercyMs, drainingSince);
       send({ t: 'uw:final', c: counters() });
       flushLogs();
       process.exit(0);
@@ -616,6 +632,8 @@ export async function runWorker(): Promise<void> {
       if (m?.t === 'uw:rpc:res') srv.rpcAnswer(m as never);
       else if (m?.t === 'uw:stats?') send({ t: 'uw:stats', id: m.id, c: counters() });
       else if (m?.t === 'uw:stop') void gracefulExit((m.mercy ?? 60) * 1000);
+      else if (m?.t === 'uw:drain') { if (!srv.draining) { srv.draining = true; drainingSince = Date.now(); } }
+      else if (m?.t === 'uw:undrain') { if (!recycling && !exiting) { srv.draining = false; drainingSince = 0; } }
     });
     // a worker stops with its master; Ctrl-C reaches the whole process group, so SIGINT waits for the master
     process.on('disconnect', () => { srv.failPendingRpc(); void gracefulExit(5000); });

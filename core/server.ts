@@ -375,6 +375,8 @@ export class Server implements ServerHandle {
   async stop(mercyMs: number): Promise<void> {
     this.draining = true;
     const closing = this.handles.map((h) => h.close().catch(() => undefined));
+    // a connection accepted just before the listener closed may not have sent its request yet: give it a moment
+    if (mercyMs > 0 && this.handles.reduce((n, h) => n + h.connections(), 0) > this.inflight) await new Promise((r) => setTimeout(r, Math.min(mercyMs, 150)));
     for (const h of this.handles) h.closeIdle();
     const idle = await this.waitIdle(mercyMs);
     if (!idle) this.log.warn({ inflight: this.inflight }, `requests still running after ${mercyMs / 1000} s of mercy; closing their connections`);
