@@ -378,7 +378,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
       const delay = slot.fastDeaths >= 3 ? Math.min(30_000, 500 * 2 ** (slot.fastDeaths - 3)) : 0;
       root.error({ worker: slot.id, pid: w.process.pid, code, signal }, `worker ${slot.id} (pid: ${w.process.pid}) died, ${cause}: respawning${delay ? ` in ${delay / 1000} s (it keeps dying right after starting)` : ''}`);
       slot.busy = true;
-      setTimeout(() => respawn(slot), delay).unref();
+      setTimeout(() => respawn(slot), delay); // not unref: with no worker left, this timer keeps the master alive
     });
   };
 
@@ -394,7 +394,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
       slot.fastDeaths++;
       const delay = Math.min(30_000, 500 * 2 ** Math.min(6, slot.fastDeaths));
       root.error({ worker: slot.id }, `worker ${slot.id} failed to start: ${e.fatalLine ?? e.message}; trying again in ${delay / 1000} s`);
-      setTimeout(() => respawn(slot), delay).unref();
+      setTimeout(() => respawn(slot), delay); // not unref: with no worker left, this timer keeps the master alive
     });
   };
 
