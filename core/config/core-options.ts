@@ -57,6 +57,7 @@ export const UWSGI_NOT_NEEDED: Record<string, string> = {
   'thunder-lock': 'workers accept from the shared socket without a lock',
   'lazy-apps': 'each worker always loads the application itself',
   'lazy': 'each worker always loads the application itself',
+  'harakiri-verbose': 'the harakiri log line always names the request, the worker and the duration',
   'no-orphans': 'workers always exit when the master dies',
   'auto-procname': 'process titles are always set',
   'memory-report': 'memory is reported by the stats server',
