@@ -148,3 +148,31 @@ test('--uid/--gid drop privileges after binding (as root)', { skip: process.getu
     await s.waitFor(/dropped privileges/);
   } finally { await s.stop(); }
 });
+
+test('the master survives a worker flooding IPC and a worker exhausting its memory', async () => {
+  const port = await freePort();
+  const s = await startUwcore(['--http', `127.0.0.1:${port}`, '--app', APP, '--processes', '2', '--disable-logging'], { env: { NODE_OPTIONS: '--max-old-space-size=48' } });
+  try {
+    assert.equal((await req(port, '/flood?n=20000')).status, 200);
+    const oom = await req(port, '/oom').then((r) => r.status, () => 'reset');
+    assert.equal(oom, 'reset');
+    await s.waitFor(/died, (killed by signal SIGABRT|exited with code \d+): respawning/, 15_000);
+    await s.waitFor(/respawned uwcore worker/, 10_000);
+    assert.ok(alive(s.proc.pid!));
+    for (let i = 0; i < 4; i++) assert.equal((await req(port, '/')).status, 200);
+    assert.equal(childPids(s.proc.pid!).length, 2);
+  } finally { await s.stop(); }
+});
+
+test('--lazy-apps is accepted with one warning; --need-app without an application stops startup', async () => {
+  const port = await freePort();
+  const s = await startUwcore(['--http', `127.0.0.1:${port}`, '--app', APP, '--master', '--lazy-apps']);
+  try {
+    assert.match(s.output(), /option lazy-apps .*each worker always loads the application itself/);
+  } finally { await s.stop(); }
+  const { runUwcore } = await import('../helpers/server.js');
+  const r = await runUwcore(['--http', `127.0.0.1:${port}`, '--master', '--need-app']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /no application could be loaded and --need-app is set/);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+});
