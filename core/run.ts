@@ -243,6 +243,8 @@ interface Slot {
   /** last counters reported by each running process of the slot (the current one and any still draining) */
   procs: Map<ClusterWorker, WorkerCounters>;
   lastRequests: number;
+  /** after a failed replacement, recycling waits until then */
+  retryAt: number;
 }
 
 type FromWorker = { t?: string; line?: string; code?: string; reason?: string; id?: number; c?: WorkerCounters; k?: string; a?: unknown };
@@ -262,7 +264,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
   const server = new Server({ options, root, role: 'master', workerId: 0 });
   const count = options.processes as number;
   const slots: Slot[] = Array.from({ length: count }, (_, i) => ({
-    id: i + 1, worker: null, spawnedAt: 0, respawns: 0, fastDeaths: 0, busy: false, base: emptyCounters(), procs: new Map(), lastRequests: 0,
+    id: i + 1, worker: null, spawnedAt: 0, respawns: 0, fastDeaths: 0, busy: false, base: emptyCounters(), procs: new Map(), lastRequests: 0, retryAt: 0,
   }));
   let state: 'starting' | 'running' | 'reloading' | 'stopping' = 'starting';
   let removePid = () => undefined as void;
@@ -425,6 +427,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
       const err = e as Error & { fatalLine?: string };
       slot.busy = false;
       if (current && slot.worker === current) send(current, { t: 'uw:undrain' });
+      slot.retryAt = Date.now() + 30_000; // recycling checks wait before trying again
       root.error({ worker: slot.id }, `worker ${slot.id} could not be replaced (${why}): the new process failed to start (${err.fatalLine ?? err.message}); the running worker keeps serving`);
       if (slot.worker === null) { slot.busy = true; respawn(slot); }
       return false;
@@ -506,7 +509,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
       const now = Date.now();
       for (const slot of slots) {
         const w = slot.worker;
-        if (!w || slot.busy) continue;
+        if (!w || slot.busy || now < slot.retryAt) continue;
         const age = now - slot.spawnedAt;
         if (maxLifetime > 0 && age >= maxLifetime) { void replaceSlot(slot, `max-worker-lifetime ${maxLifetime / 1000} s reached`); continue; }
         if (maxRss > 0 && age >= minLifetime) {
@@ -633,7 +636,12 @@ export async function runWorker(): Promise<void> {
       else if (m?.t === 'uw:stats?') send({ t: 'uw:stats', id: m.id, c: counters() });
       else if (m?.t === 'uw:stop') void gracefulExit((m.mercy ?? 60) * 1000);
       else if (m?.t === 'uw:drain') { if (!srv.draining) { srv.draining = true; drainingSince = Date.now(); } }
-      else if (m?.t === 'uw:undrain') { if (!recycling && !exiting) { srv.draining = false; drainingSince = 0; } }
+      else if (m?.t === 'uw:undrain' && !exiting) {
+        // the replacement failed to start: keep serving (and try recycling again after another N requests)
+        if (recycling) { recycling = false; srv.requestLimit = srv.accepted + (options['max-requests'] as number); }
+        srv.draining = false;
+        drainingSince = 0;
+      }
     });
     // a worker stops with its master; Ctrl-C reaches the whole process group, so SIGINT waits for the master
     process.on('disconnect', () => { srv.failPendingRpc(); void gracefulExit(5000); });

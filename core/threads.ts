@@ -90,6 +90,7 @@ export class ThreadPool {
     this.cores = Array.from({ length: count }, (_, i) => ({ id: i + 1, thread: null, ready: false, job: null, since: 0, requests: 0, harakiri: 0, exceptions: 0, respawns: 0, fails: 0 }));
     this.handler = (ctx: Ctx) => {
       for (const c of this.cores) if (c.ready && c.job === null) { this.assign(c, ctx); return; }
+      if (this.broken()) { this.unavailable(ctx); return; }
       this.queue.push(ctx);
     };
   }
@@ -141,6 +142,16 @@ export class ThreadPool {
     });
   }
 
+  /** every thread keeps failing to start (the application no longer loads): nothing can serve */
+  private broken(): boolean {
+    return this.cores.every((c) => !c.ready && c.fails > 1);
+  }
+
+  private unavailable(ctx: Ctx): void {
+    if (ctx.ended) return;
+    ctx.respond(503, [['Content-Type', 'text/plain; charset=utf-8'], ['Retry-After', '5']], 'Service Unavailable: the application threads cannot start (see the log)\n');
+  }
+
   private replace(core: Core, why: string): void {
     core.respawns++;
     core.fails++;
@@ -151,6 +162,7 @@ export class ThreadPool {
       this.spawn(core).catch((e: Error & { fatalLine?: string }) => {
         this.server.log.error({ core: core.id }, `application thread ${core.id} failed to start: ${e.fatalLine ?? e.message}`);
         core.thread = null;
+        if (this.broken()) for (const ctx of this.queue.splice(0)) this.unavailable(ctx);
         this.replace(core, 'failed to start');
       });
     };

@@ -1,8 +1,9 @@
 // --threads: worker_threads running their own copy of the app; --harakiri kills a stuck thread.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
-import { freePort, runUwcore, startUwcore } from '../helpers/server.js';
+import { freePort, runUwcore, startUwcore, tmpDir } from '../helpers/server.js';
 import { APP, FIXTURES, req } from './process-util.js';
 
 async function twoBlocking(threads: number): Promise<{ ms: number; bodies: Array<Record<string, unknown>> }> {
@@ -112,4 +113,25 @@ test('bad values stop startup with one line', async () => {
   assert.equal(pid.code, 1);
   assert.match(pid.stderr, /cannot write pidfile \/nonexistent-dir\/x.pid \(--pidfile\): ENOENT/);
   assert.equal(pid.stderr.trim().split('\n').length, 1, pid.stderr);
+});
+
+test('when fresh threads cannot load the application, requests get 503 until it loads again', async () => {
+  const dir = tmpDir();
+  const app = path.join(dir, 'app.js');
+  const good = fs.readFileSync(APP, 'utf8');
+  fs.writeFileSync(app, good);
+  const port = await freePort();
+  const s = await startUwcore(['--http', `127.0.0.1:${port}`, '--app', app, '--threads', '1', '--harakiri', '1']);
+  try {
+    fs.writeFileSync(app, 'export function application( {{{\n');
+    assert.equal((await req(port, '/spin?ms=5000')).status, 504);
+    await s.waitFor(/application thread 1 failed to start: .*cannot load application/);
+    let status = 0;
+    for (let i = 0; i < 40 && status !== 503; i++) { status = (await req(port, '/')).status; if (status !== 503) await new Promise((r) => setTimeout(r, 100)); }
+    assert.equal(status, 503);
+    fs.writeFileSync(app, good);
+    let ok = false;
+    for (let i = 0; i < 60 && !ok; i++) { ok = (await req(port, '/')).status === 200; if (!ok) await new Promise((r) => setTimeout(r, 200)); }
+    assert.ok(ok, 'serves again once the application loads');
+  } finally { await s.stop(); }
 });
