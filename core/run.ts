@@ -1,6 +1,8 @@
 // Process model: a single process (no master, one worker), or a master that forks workers with
-// node:cluster (workers accept from the shared socket: SCHED_NONE), respawns them, reloads them one at a
-// time on SIGHUP and drains them on SIGTERM/SIGINT. Shared state lives in the master, reached over IPC.
+// node:cluster (workers accept from the shared socket: SCHED_NONE), respawns them, replaces them one at a
+// time on SIGHUP / --touch-reload / uwcore.reload() and when they reach a recycling limit (--max-requests,
+// --reload-on-rss, --max-worker-lifetime), drains them on SIGTERM/SIGINT and serves --stats. Application
+// threads (--threads, --harakiri) live in core/threads.ts. Shared state lives in the master, reached over IPC.
 import cluster, { type Worker as ClusterWorker } from 'node:cluster';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -15,6 +17,9 @@ import { installRuntime } from './runtime.js';
 import { VERSION } from './version.js';
 import type { LoadedConfig } from './config/index.js';
 import { deepFreeze } from './config/resolve.js';
+import { dropPrivileges, resolveIds } from './privileges.js';
+import { emptyCounters, procMemory, startStatsServer, statsDocument, type WorkerCounters, type WorkerRow } from './stats.js';
+import { ThreadPool, type ThreadBoot } from './threads.js';
 
 interface BootMessage {
   t: 'uw:boot';
@@ -129,6 +134,52 @@ function installSlot(server: Server, reload: () => void): void {
   installRuntime({ workerId: server.workerId, requests: () => server.requests, reload, plugin: (n) => server.apis.get(n) });
 }
 
+/**
+ * Load the application: on this event loop (the fast path), or in --threads application threads (also with
+ * --harakiri, so that a stuck request can be killed while the worker keeps serving).
+ */
+async function mountApplication(server: Server, boot: Omit<ThreadBoot, 'coreId'>): Promise<ThreadPool | null> {
+  const threads = server.options.threads as number;
+  const harakiri = server.options.harakiri as number;
+  if (threads <= 1 && !(harakiri > 0)) {
+    await server.loadApplication(process.cwd());
+    return null;
+  }
+  const pool = new ThreadPool(server, boot, threads, harakiri);
+  await pool.start();
+  if (pool.appDescription !== null) {
+    server.app = pool.handler;
+    server.appDescription = `${pool.appDescription} in ${threads} thread${threads > 1 ? 's' : ''}`;
+  }
+  server.closers.unshift({ plugin: 'core', fn: () => pool.close() });
+  return pool;
+}
+
+/** Per-worker counters for the stats server (requests and exceptions are the Server's own). */
+function trackCounters(server: Server, pool: ThreadPool | null): () => WorkerCounters {
+  let tx = 0;
+  let rt = 0;
+  server.onRequestDone = (ctx) => { tx += ctx.bytesSent; rt += performance.now() - ctx.startTime; };
+  return () => ({
+    requests: server.requests, exceptions: server.exceptions, inflight: server.inflight, tx, rt: Math.round(rt * 1000) / 1000,
+    harakiri: pool?.harakiriCount ?? 0, accepting: !server.draining, cores: pool ? pool.stats() : [],
+  });
+}
+
+/**
+ * Stop serving: responses from now on carry Connection: close; keep-alive clients in the middle of a
+ * conversation get a moment to receive one (so that they do not race the closing of an idle connection),
+ * then the listeners close and in-flight requests finish (up to mercy).
+ */
+async function drainAndStop(server: Server, mercyMs: number, drainingSince = 0): Promise<void> {
+  if (!server.draining || drainingSince === 0) drainingSince = Date.now();
+  server.draining = true;
+  const open = server.handles.reduce((n, h) => n + h.connections(), 0);
+  const wait = Math.min(mercyMs, 500 - (Date.now() - drainingSince));
+  if (open > server.inflight && wait > 0) await new Promise((r) => setTimeout(r, wait));
+  await server.stop(mercyMs);
+}
+
 // ---------------------------------------------------------------------------------------------
 // single process
 
@@ -138,6 +189,7 @@ export async function runSingle(cfg: LoadedConfig): Promise<void> {
   for (const w of cfg.warnings) root.warn(w);
   let server: Server | undefined;
   try {
+    const ids = resolveIds(options);
     applyProcessEnv(options);
     process.title = 'uwcore';
     server = new Server({ options, root, role: 'single', workerId: 1 });
@@ -148,12 +200,17 @@ export async function runSingle(cfg: LoadedConfig): Promise<void> {
     banner(root, server, cfg, false);
     await server.hooks.masterStart.promise();
     await server.hooks.workerStart.promise();
-    await server.loadApplication(process.cwd());
+    await mountApplication(server, {
+      options, master: false, workerId: 1,
+      plugins: cfg.plugins.map((p) => ({ file: p.file, origin: p.origin, requested: p.requested })),
+      pluginOptions: [...cfg.pluginOptions],
+    });
     needApp(server);
     server.seal();
     await server.openListeners();
     chmodSockets(server);
     const removePid = writePidfile(options);
+    dropPrivileges(ids, root);
     appLine(root, server, options);
     await server.hooks.ready.promise();
     root.info({}, `uwcore is ready (pid: ${process.pid}, single process)`);
@@ -162,7 +219,7 @@ export async function runSingle(cfg: LoadedConfig): Promise<void> {
       if (stopping) { root.warn(`${sig} again: stopping now`); flushLogs(); process.exit(1); }
       stopping = true;
       root.info(`${sig} received: stopping gracefully (finishing in-flight requests, up to ${options['reload-mercy']} s)`);
-      await server!.stop((options['reload-mercy'] as number) * 1000);
+      await drainAndStop(server!, (options['reload-mercy'] as number) * 1000);
       removePid();
       for (const p of unixPaths(server!)) { try { fs.unlinkSync(p); } catch { /* gone */ } }
       root.info('goodbye to uwcore');
@@ -181,7 +238,31 @@ export async function runSingle(cfg: LoadedConfig): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // master
 
-interface Slot { id: number; worker: ClusterWorker | null; spawnedAt: number; respawns: number; fastDeaths: number; requests: number }
+interface Slot {
+  id: number;
+  worker: ClusterWorker | null;
+  spawnedAt: number;
+  respawns: number;
+  fastDeaths: number;
+  /** a replacement (reload, recycle, respawn) is being started: nothing else may start one */
+  busy: boolean;
+  /** counters of the slot's exited processes (carried over, as uWSGI does) */
+  base: WorkerCounters;
+  /** last counters reported by each running process of the slot (the current one and any still draining) */
+  procs: Map<ClusterWorker, WorkerCounters>;
+  lastRequests: number;
+  /** after a failed replacement, recycling waits until then */
+  retryAt: number;
+}
+
+type FromWorker = { t?: string; line?: string; code?: string; reason?: string; id?: number; c?: WorkerCounters; k?: string; a?: unknown };
+
+function addCounters(a: WorkerCounters, b: WorkerCounters): WorkerCounters {
+  return {
+    requests: a.requests + b.requests, exceptions: a.exceptions + b.exceptions, inflight: a.inflight + b.inflight, tx: a.tx + b.tx, rt: a.rt + b.rt,
+    harakiri: a.harakiri + b.harakiri, accepting: b.accepting, cores: b.cores,
+  };
+}
 
 export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise<void> {
   void entryArgv;
@@ -190,12 +271,20 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
   for (const w of cfg.warnings) root.warn(w);
   const server = new Server({ options, root, role: 'master', workerId: 0 });
   const count = options.processes as number;
-  const slots: Slot[] = Array.from({ length: count }, (_, i) => ({ id: i + 1, worker: null, spawnedAt: 0, respawns: 0, fastDeaths: 0, requests: 0 }));
+  const slots: Slot[] = Array.from({ length: count }, (_, i) => ({
+    id: i + 1, worker: null, spawnedAt: 0, respawns: 0, fastDeaths: 0, busy: false, base: emptyCounters(), procs: new Map(), lastRequests: 0, retryAt: 0,
+  }));
   let state: 'starting' | 'running' | 'reloading' | 'stopping' = 'starting';
   let removePid = () => undefined as void;
   const expectedExit = new WeakSet<ClusterWorker>();
+  const workerMercy = (options['worker-reload-mercy'] as number) * 1000;
+  const minLifetime = (options['min-worker-lifetime'] as number) * 1000;
+  let ids: ReturnType<typeof resolveIds> = null;
+  let statsServer: net.Server | null = null;
+  const statsAddr = options.stats as import('../sdk/index.js').Address | undefined;
 
   try {
+    ids = resolveIds(options);
     applyProcessEnv(options);
     process.title = 'uwcore master';
     installSlot(server, () => process.kill(process.pid, 'SIGHUP'));
@@ -203,6 +292,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
     configure(server, options);
     server.compileRoutes(false); // a bad route rule stops startup here, before any worker is spawned
     for (const p of unixPaths(server)) await prepareUnixSocket(p);
+    if (statsAddr?.kind === 'unix') await prepareUnixSocket(statsAddr.path);
     banner(root, server, cfg, true);
     await server.hooks.masterStart.promise();
     removePid = writePidfile(options);
@@ -218,12 +308,48 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ exec: fileURLToPath(new URL('./worker-main.js', import.meta.url)), serialization: 'advanced', args: [] });
 
-  const onMessage = (w: ClusterWorker, msg: { t?: string; id?: number; k?: string; a?: unknown }, wid: number) => {
-    if (msg?.t === 'uw:rpc') {
-      server.rpcServe(msg.k!, msg.a, { workerId: wid, pid: w.process.pid ?? 0 }).then(
-        (v) => { if (w.isConnected()) w.send({ t: 'uw:rpc:res', id: msg.id, ok: true, v }); },
-        (e: Error & { code?: string; plugin?: string }) => { if (w.isConnected()) w.send({ t: 'uw:rpc:res', id: msg.id, ok: false, e: { message: e.message, code: e.code, plugin: e.plugin } }); },
-      );
+  const send = (w: ClusterWorker, msg: unknown): boolean => {
+    if (!w.isConnected()) return false;
+    try { w.send(msg as never); return true; } catch { return false; }
+  };
+
+  // stats: ask a worker for its counters (answers within 1 s, else its last report is used)
+  let statsSeq = 0;
+  const statsWaiters = new Map<number, (c: WorkerCounters | null) => void>();
+  const askCounters = (slot: Slot, w: ClusterWorker): Promise<void> => {
+    const id = ++statsSeq;
+    return new Promise((resolve) => {
+      const t = setTimeout(() => { statsWaiters.delete(id); resolve(); }, 1000);
+      statsWaiters.set(id, (c) => { clearTimeout(t); if (c && slot.procs.has(w)) slot.procs.set(w, c); resolve(); });
+      if (!send(w, { t: 'uw:stats?', id })) { clearTimeout(t); statsWaiters.delete(id); resolve(); }
+    });
+  };
+  const slotCounters = (slot: Slot): WorkerCounters => {
+    let c = slot.base;
+    for (const p of slot.procs.values()) c = addCounters(c, p);
+    return { ...c, cores: (slot.worker && slot.procs.get(slot.worker)?.cores) || [], accepting: !!slot.worker && (slot.procs.get(slot.worker)?.accepting ?? true) };
+  };
+
+  const onMessage = (slot: Slot, w: ClusterWorker, msg: FromWorker) => {
+    switch (msg.t) {
+      case 'uw:rpc':
+        server.rpcServe(msg.k!, msg.a, { workerId: slot.id, pid: w.process.pid ?? 0 }).then(
+          (v) => send(w, { t: 'uw:rpc:res', id: msg.id, ok: true, v }),
+          (e: Error & { code?: string; plugin?: string }) => send(w, { t: 'uw:rpc:res', id: msg.id, ok: false, e: { message: e?.message, code: e?.code, plugin: e?.plugin } }),
+        );
+        return;
+      case 'uw:stats':
+        statsWaiters.get(msg.id!)?.(msg.c ?? null);
+        statsWaiters.delete(msg.id!);
+        return;
+      case 'uw:final':
+        // a worker that exits gracefully hands its last counters over to its successors
+        if (msg.c && slot.procs.has(w)) slot.procs.set(w, msg.c);
+        return;
+      case 'uw:recycle':
+        if (slot.worker === w) void replaceSlot(slot, msg.reason ?? 'recycling');
+        return;
+      default:
     }
   };
 
@@ -231,12 +357,18 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
   const spawn = (slot: Slot): Promise<ClusterWorker> => new Promise((resolve, reject) => {
     const w = cluster.fork({ UWCORE__WORKER_ID: String(slot.id) });
     let ready = false;
-    w.on('message', (msg: { t?: string; line?: string; code?: string; requests?: number }) => {
-      if (msg?.t === 'uw:hello') { w.send({ ...boot, workerId: slot.id } satisfies BootMessage); return; }
+    slot.procs.set(w, emptyCounters());
+    w.once('exit', () => {
+      const c = slot.procs.get(w);
+      if (c) slot.base = addCounters(slot.base, { ...c, inflight: 0 });
+      slot.procs.delete(w);
+    });
+    w.on('error', (e) => root.warn({ worker: slot.id, err: e }, `worker ${slot.id} (pid: ${w.process.pid}) IPC error: ${e.message}`));
+    w.on('message', (msg: FromWorker) => {
+      if (msg?.t === 'uw:hello') { send(w, { ...boot, workerId: slot.id } satisfies BootMessage); return; }
       if (msg?.t === 'uw:ready') { ready = true; resolve(w); return; }
       if (msg?.t === 'uw:fatal') { expectedExit.add(w); reject(Object.assign(new Error(msg.line), { code: msg.code, fatalLine: msg.line })); return; }
-      if (msg?.t === 'uw:count') { slot.requests = msg.requests ?? slot.requests; return; }
-      onMessage(w, msg as never, slot.id);
+      if (msg !== null && typeof msg === 'object') onMessage(slot, w, msg);
     });
     w.once('exit', (code, signal) => {
       if (!ready) reject(Object.assign(new Error(`worker ${slot.id} exited during startup (${signal ? `signal ${signal}` : `code ${code}`})`), { code: Codes.WORKER_START }));
@@ -247,21 +379,25 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
     slot.worker = w;
     slot.spawnedAt = Date.now();
     w.once('exit', (code, signal) => {
-      if (slot.worker !== w) return; // replaced during a reload
+      if (slot.worker !== w) return; // replaced
       slot.worker = null;
       if (state === 'stopping' || expectedExit.has(w)) return;
       const cause = signal ? `killed by signal ${signal}` : `exited with code ${code}`;
+      if (slot.busy) { root.error({ worker: slot.id, pid: w.process.pid, code, signal }, `worker ${slot.id} (pid: ${w.process.pid}) died, ${cause}; its replacement is starting`); return; }
       const lived = Date.now() - slot.spawnedAt;
       slot.fastDeaths = lived < 2000 ? slot.fastDeaths + 1 : 0;
       const delay = slot.fastDeaths >= 3 ? Math.min(30_000, 500 * 2 ** (slot.fastDeaths - 3)) : 0;
-      root.error({ worker: slot.id, pid: w.process.pid, code, signal }, `worker ${slot.id} (pid: ${w.process.pid}) died, ${cause}: respawning${delay ? ` in ${delay / 1000} s (it keeps dying at startup)` : ''}`);
-      setTimeout(() => respawn(slot), delay).unref();
+      root.error({ worker: slot.id, pid: w.process.pid, code, signal }, `worker ${slot.id} (pid: ${w.process.pid}) died, ${cause}: respawning${delay ? ` in ${delay / 1000} s (it keeps dying right after starting)` : ''}`);
+      slot.busy = true;
+      setTimeout(() => respawn(slot), delay); // not unref: with no worker left, this timer keeps the master alive
     });
   };
 
   const respawn = (slot: Slot): void => {
-    if (state === 'stopping') return;
+    if (state === 'stopping') { slot.busy = false; return; }
     spawn(slot).then((w) => {
+      slot.busy = false;
+      if ((state as string) === 'stopping') { send(w, { t: 'uw:stop', mercy: 0 }) || w.process.kill('SIGKILL'); return; }
       slot.respawns++;
       attach(slot, w);
       root.info({ worker: slot.id, pid: w.process.pid }, `respawned uwcore worker ${slot.id} (new pid: ${w.process.pid})`);
@@ -269,14 +405,77 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
       slot.fastDeaths++;
       const delay = Math.min(30_000, 500 * 2 ** Math.min(6, slot.fastDeaths));
       root.error({ worker: slot.id }, `worker ${slot.id} failed to start: ${e.fatalLine ?? e.message}; trying again in ${delay / 1000} s`);
-      setTimeout(() => respawn(slot), delay).unref();
+      setTimeout(() => respawn(slot), delay); // not unref: with no worker left, this timer keeps the master alive
     });
+  };
+
+  /** Ask a worker to finish its requests and exit; kill it when it takes longer than the mercy. */
+  const retire = (slot: Slot, old: ClusterWorker, mercyMs: number) => {
+    expectedExit.add(old);
+    if (!send(old, { t: 'uw:stop', mercy: mercyMs / 1000 })) old.process.kill('SIGTERM');
+    const killer = setTimeout(() => {
+      root.warn({ worker: slot.id, pid: old.process.pid }, `worker ${slot.id} (pid: ${old.process.pid}) is taking too long to finish (--worker-reload-mercy ${mercyMs / 1000} s): killing it`);
+      old.process.kill('SIGKILL');
+    }, mercyMs + 2000);
+    killer.unref();
+    old.once('exit', () => clearTimeout(killer));
+  };
+
+  /** Replace one worker gracefully: the new one is ready before the old one stops accepting and drains. */
+  const replaceSlot = async (slot: Slot, why: string): Promise<boolean> => {
+    if (slot.busy || (state !== 'running' && state !== 'reloading')) return true;
+    slot.busy = true;
+    // the old worker answers with Connection: close while its replacement starts, so that keep-alive
+    // clients move over before it stops accepting
+    const current = slot.worker;
+    if (current) send(current, { t: 'uw:drain' });
+    let fresh: ClusterWorker;
+    try {
+      fresh = await spawn(slot);
+    } catch (e) {
+      const err = e as Error & { fatalLine?: string };
+      slot.busy = false;
+      if (current && slot.worker === current) send(current, { t: 'uw:undrain' });
+      slot.retryAt = Date.now() + 30_000; // recycling checks wait before trying again
+      root.error({ worker: slot.id }, `worker ${slot.id} could not be replaced (${why}): the new process failed to start (${err.fatalLine ?? err.message}); the running worker keeps serving`);
+      if (slot.worker === null) { slot.busy = true; respawn(slot); }
+      return false;
+    }
+    slot.busy = false;
+    if ((state as string) === 'stopping') { send(fresh, { t: 'uw:stop', mercy: 0 }) || fresh.process.kill('SIGKILL'); return false; }
+    const old = slot.worker;
+    attach(slot, fresh);
+    slot.respawns++;
+    if (old) retire(slot, old, workerMercy);
+    root.info({ worker: slot.id, pid: fresh.process.pid, old: old?.process.pid, reason: why }, `worker ${slot.id} replaced (${why}): new pid ${fresh.process.pid}${old ? `, pid ${old.process.pid} finishes its requests` : ''}`);
+    return true;
   };
 
   // initial spawn: all at once; any fatal stops the server with its line
   try {
     const ws = await Promise.all(slots.map((s) => spawn(s)));
     ws.forEach((w, i) => attach(slots[i]!, w));
+    if (statsAddr) {
+      statsServer = await startStatsServer(statsAddr, {
+        http: options['stats-http'] as boolean, minified: options['stats-minified'] as boolean, log: root,
+        build: async () => {
+          await Promise.all(slots.flatMap((s) => [...s.procs.keys()].map((w) => askCounters(s, w))));
+          const rows: WorkerRow[] = slots.map((s) => {
+            const c = slotCounters(s);
+            const row = { id: s.id, pid: s.worker?.process.pid ?? 0, counters: c, delta: c.requests - s.lastRequests, spawnedAt: s.spawnedAt, respawns: s.respawns, alive: s.worker !== null };
+            s.lastRequests = c.requests;
+            return row;
+          });
+          return statsDocument({
+            pid: process.pid, backlog: options.listen as number, workers: rows,
+            sockets: server.declared.map((d) => ({ name: describeAddress(d.info.address), proto: d.info.protocol, port: d.info.address.kind === 'tcp' ? d.info.address.port : null })),
+            extend: (doc) => server.hooks.stats.call(doc),
+          });
+        },
+      });
+      root.info({ stats: describeAddress(statsAddr) }, `stats server enabled on ${describeAddress(statsAddr)}${options['stats-http'] ? ' (HTTP)' : ''}`);
+    }
+    dropPrivileges(ids, root);
   } catch (e) {
     state = 'stopping';
     for (const id in cluster.workers) cluster.workers[id]?.process.kill('SIGKILL');
@@ -294,7 +493,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
   await server.hooks.ready.promise().catch((e: unknown) => root.error({ err: e }, 'ready hook failed'));
   root.info(`uwcore is ready: ${count} worker${count > 1 ? 's' : ''} serving`);
 
-  /** Replace each worker with a fresh one, one at a time: the new one is ready before the old one drains. */
+  /** Replace each worker with a fresh one running freshly loaded code, one at a time. */
   const reload = async (reason: string) => {
     if (state !== 'running') { root.warn(`reload (${reason}) ignored: the server is ${state}`); return; }
     state = 'reloading';
@@ -302,29 +501,40 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
     await server.hooks.reload.promise().catch((e: unknown) => root.error({ err: e }, 'reload hook failed'));
     for (const slot of slots) {
       if ((state as string) === 'stopping') return;
-      let fresh: ClusterWorker;
-      try {
-        fresh = await spawn(slot);
-      } catch (e) {
-        const err = e as Error & { fatalLine?: string };
-        root.error({ worker: slot.id }, `reload aborted: the new worker ${slot.id} failed to start (${err.fatalLine ?? err.message}); the running workers keep serving the old code`);
-        state = 'running';
-        return;
+      if (!(await replaceSlot(slot, reason))) {
+        root.error('reload aborted: the other workers keep serving the code they loaded');
+        break;
       }
-      const old = slot.worker;
-      attach(slot, fresh);
-      slot.respawns++;
-      if (old) {
-        expectedExit.add(old);
-        old.send({ t: 'uw:stop', mercy: options['worker-reload-mercy'] });
-        const killer = setTimeout(() => { root.warn({ worker: slot.id, pid: old.process.pid }, `worker ${slot.id} (pid: ${old.process.pid}) is taking too long to finish; killing it`); old.process.kill('SIGKILL'); }, (options['worker-reload-mercy'] as number) * 1000 + 2000);
-        killer.unref();
-        old.once('exit', () => clearTimeout(killer));
-      }
-      root.info({ worker: slot.id, pid: fresh.process.pid }, `worker ${slot.id} reloaded (new pid: ${fresh.process.pid})`);
     }
-    state = 'running';
+    if ((state as string) !== 'stopping') state = 'running';
   };
+
+  // recycling that the master watches: lifetime and resident memory, once a second
+  const maxLifetime = (options['max-worker-lifetime'] as number) * 1000;
+  const maxRss = (options['reload-on-rss'] as number) * 1024 * 1024;
+  if (maxLifetime > 0 || maxRss > 0) {
+    setInterval(() => {
+      if (state !== 'running') return;
+      const now = Date.now();
+      for (const slot of slots) {
+        const w = slot.worker;
+        if (!w || slot.busy || now < slot.retryAt) continue;
+        const age = now - slot.spawnedAt;
+        if (maxLifetime > 0 && age >= maxLifetime) { void replaceSlot(slot, `max-worker-lifetime ${maxLifetime / 1000} s reached`); continue; }
+        if (maxRss > 0 && age >= minLifetime) {
+          const rss = procMemory(w.process.pid!).rss;
+          if (rss > maxRss) void replaceSlot(slot, `reload-on-rss: resident memory ${Math.round(rss / 1048576)} MB > ${maxRss / 1048576} MB`);
+        }
+      }
+    }, 1000).unref();
+  }
+
+  // --touch-reload: a change of the file's modification time reloads the workers
+  for (const f of (options['touch-reload'] as string[] | undefined) ?? []) {
+    fs.watchFile(f, { interval: 1000, persistent: false }, (cur, prev) => {
+      if (cur.mtimeMs !== prev.mtimeMs) void reload(`${f} has been touched`);
+    });
+  }
 
   const stop = async (sig: string) => {
     if (state === 'stopping') {
@@ -335,9 +545,10 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
     state = 'stopping';
     const mercy = options['reload-mercy'] as number;
     root.info(`${sig} received: stopping gracefully (workers finish their requests, up to ${mercy} s)`);
+    statsServer?.close();
     const alive = Object.values(cluster.workers ?? {}).filter((w): w is ClusterWorker => !!w);
     const exits = alive.map((w) => new Promise<void>((r) => { if (w.isDead()) r(); else w.once('exit', () => r()); }));
-    for (const w of alive) { if (w.isConnected()) w.send({ t: 'uw:stop', mercy }); else w.process.kill('SIGTERM'); }
+    for (const w of alive) { if (!send(w, { t: 'uw:stop', mercy })) w.process.kill('SIGTERM'); }
     const t = setTimeout(() => { root.warn('workers did not stop in time: killing them'); for (const w of alive) w.process.kill('SIGKILL'); }, mercy * 1000 + 3000);
     t.unref();
     await Promise.all(exits);
@@ -351,6 +562,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
   const cleanup = () => {
     removePid();
     for (const p of unixPaths(server)) { try { fs.unlinkSync(p); } catch { /* gone */ } }
+    if (statsAddr?.kind === 'unix' && !statsAddr.path.startsWith('\0')) { try { fs.unlinkSync(statsAddr.path); } catch { /* gone */ } }
     flushLogs();
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
@@ -384,32 +596,63 @@ export async function runWorker(): Promise<void> {
   };
   try {
     process.title = `uwcore worker ${msg.workerId}`;
+    const ids = resolveIds(options);
     const plugins: LoadedPlugin[] = [];
     for (const p of msg.plugins) plugins.push(await importPlugin(p.file, p.origin, p.requested));
     deepFreeze(options);
     server = new Server({ options, root, role: 'worker', workerId: msg.workerId });
     const srv = server;
+    const send = (m: unknown) => { if (process.connected) { try { process.send!(m); } catch { /* master gone */ } } };
     installSlot(srv, () => { if (process.connected) process.kill(process.ppid, 'SIGHUP'); });
     await srv.setupPlugins(plugins, new Map(msg.pluginOptions));
     await srv.hooks.workerStart.promise();
-    await srv.loadApplication(process.cwd());
+    const pool = await mountApplication(srv, { options, plugins: msg.plugins, pluginOptions: msg.pluginOptions, workerId: msg.workerId, master: true });
     needApp(srv);
     srv.seal();
     await srv.openListeners();
     if (msg.workerId === 1) { chmodSockets(srv); appLine(root, srv, options); }
+    dropPrivileges(ids);
+    const counters = trackCounters(srv, pool);
+    const spawnedAt = Date.now();
+    let drainingSince = 0;
+    let recycling = false;
+    // --max-requests: the Nth request is answered with Connection: close, then the master replaces this worker
+    const maxRequests = options['max-requests'] as number;
+    if (maxRequests > 0) {
+      const minLifetime = (options['min-worker-lifetime'] as number) * 1000;
+      srv.requestLimit = maxRequests;
+      srv.onRequestLimit = () => {
+        if (Date.now() - spawnedAt < minLifetime) { srv.requestLimit = srv.accepted + 1; return; }
+        srv.requestLimit = 0;
+        srv.draining = true;
+        recycling = true;
+        drainingSince = Date.now();
+        root.info({ requests: srv.accepted }, `worker ${msg.workerId} reached --max-requests ${maxRequests}: it will be replaced`);
+        send({ t: 'uw:recycle', reason: `max-requests ${maxRequests} reached` });
+      };
+    }
     await srv.hooks.ready.promise();
-    process.on('message', (m: { t?: string; mercy?: number; id?: number; ok?: boolean }) => {
-      if (m?.t === 'uw:rpc:res') srv.rpcAnswer(m as never);
-      else if (m?.t === 'uw:stop') void gracefulExit((m.mercy ?? 60) * 1000);
-    });
     let exiting = false;
     const gracefulExit = async (mercyMs: number) => {
       if (exiting) return;
       exiting = true;
-      await srv.stop(mercyMs);
+      await drainAndStop(srv, mercyMs, drainingSince);
+      send({ t: 'uw:final', c: counters() });
       flushLogs();
       process.exit(0);
     };
+    process.on('message', (m: { t?: string; mercy?: number; id?: number; ok?: boolean }) => {
+      if (m?.t === 'uw:rpc:res') srv.rpcAnswer(m as never);
+      else if (m?.t === 'uw:stats?') send({ t: 'uw:stats', id: m.id, c: counters() });
+      else if (m?.t === 'uw:stop') void gracefulExit((m.mercy ?? 60) * 1000);
+      else if (m?.t === 'uw:drain') { if (!srv.draining) { srv.draining = true; drainingSince = Date.now(); } }
+      else if (m?.t === 'uw:undrain' && !exiting) {
+        // the replacement failed to start: keep serving (and try recycling again after another N requests)
+        if (recycling) { recycling = false; srv.requestLimit = srv.accepted + (options['max-requests'] as number); }
+        srv.draining = false;
+        drainingSince = 0;
+      }
+    });
     // a worker stops with its master; Ctrl-C reaches the whole process group, so SIGINT waits for the master
     process.on('disconnect', () => { srv.failPendingRpc(); void gracefulExit(5000); });
     process.on('SIGINT', () => undefined);

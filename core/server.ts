@@ -71,6 +71,12 @@ export class Server implements ServerHandle {
   private idleWaiters: Array<() => void> = [];
   /** called after each finished request (process model: recycling, stats) */
   onRequestDone: ((ctx: Ctx) => void) | null = null;
+  /** --max-requests: onRequestLimit runs when request number `requestLimit` arrives (0 = off) */
+  requestLimit = 0;
+  accepted = 0;
+  onRequestLimit: (() => void) | null = null;
+  /** rpc transport of an application thread (worker_threads): calls go to the worker's main thread */
+  rpcSend: ((msg: { t: 'uw:rpc'; id: number; k: string; a: unknown }) => void) | null = null;
 
   constructor(opts: { options: Record<string, unknown>; root: pino.Logger; role: ProcessRole; workerId: number }) {
     this.options = opts.options;
@@ -167,6 +173,13 @@ export class Server implements ServerHandle {
       if (!h) return Promise.reject(new UwError(Codes.RPC_UNKNOWN, `no handler for ${key} in the master`, { plugin }));
       try { return Promise.resolve(h(payload, { workerId: this.workerId, pid: process.pid })); } catch (e) { return Promise.reject(e); }
     }
+    if (this.rpcSend !== null) {
+      const id = ++this.rpcSeq;
+      return new Promise((resolve, reject) => {
+        this.rpcPending.set(id, { resolve, reject });
+        this.rpcSend!({ t: 'uw:rpc', id, k: key, a: payload });
+      });
+    }
     if (!process.send || !process.connected) return Promise.reject(new UwError(Codes.RPC, `cannot call ${key}: the master is gone`, { plugin }));
     const id = ++this.rpcSeq;
     return new Promise((resolve, reject) => {
@@ -241,6 +254,7 @@ export class Server implements ServerHandle {
     env['wsgi.multithread'] = false;
     env['wsgi.multiprocess'] = this.role !== 'single';
     env['wsgi.run_once'] = false;
+    if (this.requestLimit !== 0 && ++this.accepted >= this.requestLimit) this.onRequestLimit!();
     const ctx = new Ctx(this, env, body, wire, listener);
     this.inflight++;
     const cl = env.CONTENT_LENGTH;
@@ -272,6 +286,19 @@ export class Server implements ServerHandle {
     let x: unknown;
     try { x = this.app!(ctx); } catch (e) { void ctx.fail(e); return; }
     if (x !== undefined) (x as Promise<void>).catch((e: unknown) => ctx.fail(e));
+  }
+
+  /** An application thread runs one request handed over by its worker's main thread: straight to the app. */
+  dispatchApp(env: Env, body: NodeJS.ReadableStream & AsyncIterable<Buffer>, wire: Wire, listener: ListenerInfo, coreId: number): void {
+    env['wsgi.errors'] = wsgiErrors;
+    env['uwcore.core_id'] = coreId;
+    env['wsgi.multithread'] = true;
+    const ctx = new Ctx(this, env, body, wire, listener);
+    this.inflight++;
+    if (this.app === null) { ctx.respond(404, [['Content-Type', 'text/plain; charset=utf-8']], NO_APP_BODY); return; }
+    let r: unknown;
+    try { r = this.app(ctx); } catch (e) { void ctx.fail(e); return; }
+    if (r !== undefined) (r as Promise<void>).catch((e: unknown) => ctx.fail(e));
   }
 
   private async slowDispatch(ctx: Ctx): Promise<void> {
@@ -366,6 +393,8 @@ export class Server implements ServerHandle {
   async stop(mercyMs: number): Promise<void> {
     this.draining = true;
     const closing = this.handles.map((h) => h.close().catch(() => undefined));
+    // a connection accepted just before the listener closed may not have sent its request yet: give it a moment
+    if (mercyMs > 0 && this.handles.reduce((n, h) => n + h.connections(), 0) > this.inflight) await new Promise((r) => setTimeout(r, Math.min(mercyMs, 150)));
     for (const h of this.handles) h.closeIdle();
     const idle = await this.waitIdle(mercyMs);
     if (!idle) this.log.warn({ inflight: this.inflight }, `requests still running after ${mercyMs / 1000} s of mercy; closing their connections`);

@@ -24,6 +24,17 @@ export const CORE_OPTIONS: OptionSpec[] = [
   { name: 'reload-mercy', type: 'seconds', default: 60, min: 0, arg: 'S', help: 'on SIGTERM/SIGINT, how long in-flight requests may run before their connections are closed' },
   { name: 'worker-reload-mercy', type: 'seconds', default: 60, min: 0, arg: 'S', help: 'on a reload, how long an old worker may finish its requests before it is killed' },
   { name: 'listen', type: 'int', default: 1024, min: 1, max: 65535, short: 'l', arg: 'N', help: 'listen backlog of every socket' },
+  { name: 'harakiri', type: 'seconds', default: 0, min: 0, short: 't', arg: 'S', help: 'a request running longer than S seconds gets its thread (the app then runs in worker threads) killed and replaced; the client gets 504 (0 = off)' },
+  { name: 'max-requests', type: 'int', default: 0, min: 0, short: 'R', arg: 'N', impliesMaster: true, help: 'gracefully replace a worker after N requests (0 = never)' },
+  { name: 'reload-on-rss', type: 'int', default: 0, min: 0, arg: 'MB', impliesMaster: true, help: 'gracefully replace a worker whose resident memory passes MB megabytes (0 = never)' },
+  { name: 'max-worker-lifetime', type: 'seconds', default: 0, min: 0, arg: 'S', impliesMaster: true, help: 'gracefully replace a worker after S seconds of life (0 = never)' },
+  { name: 'min-worker-lifetime', type: 'seconds', default: 0, min: 0, arg: 'S', help: 'recycling by --max-requests / --reload-on-rss only after S seconds of worker life (uWSGI defaults to 10)' },
+  { name: 'touch-reload', type: 'path', multiple: true, arg: 'FILE', impliesMaster: true, help: 'gracefully reload the workers when FILE\'s modification time changes' },
+  { name: 'stats', type: 'addr', alias: ['stats-server'], arg: 'ADDR', impliesMaster: true, help: 'serve uWSGI-compatible stats JSON on ADDR (HOST:PORT or a UNIX socket path)' },
+  { name: 'stats-http', type: 'bool', default: false, help: 'serve the stats document over HTTP instead of a raw socket' },
+  { name: 'stats-minified', type: 'bool', default: false, alias: ['stats-min'], help: 'no indentation in the stats document' },
+  { name: 'uid', type: 'string', arg: 'USER', help: 'switch to USER (name or number) after binding the sockets (needs root)' },
+  { name: 'gid', type: 'string', arg: 'GROUP', help: 'switch to GROUP (name or number) after binding the sockets (needs root)' },
   { name: 'chmod-socket', type: 'string', arg: 'MODE', help: 'chmod UNIX sockets to MODE (octal, e.g. 660)' },
   // limits
   { name: 'buffer-size', type: 'size', default: 65536, min: 1024, max: 16 * 1024 * 1024, short: 'b', arg: 'BYTES', help: 'largest request header block / uwsgi vars block (default 64k)' },
@@ -59,6 +70,7 @@ export const UWSGI_NOT_NEEDED: Record<string, string> = {
   'thunder-lock': 'workers accept from the shared socket without a lock',
   'lazy-apps': 'each worker always loads the application itself',
   'lazy': 'each worker always loads the application itself',
+  'harakiri-verbose': 'the harakiri log line always names the request, the worker and the duration',
   'no-orphans': 'workers always exit when the master dies',
   'auto-procname': 'process titles are always set',
   'memory-report': 'memory is reported by the stats server',
@@ -67,8 +79,6 @@ export const UWSGI_NOT_NEEDED: Record<string, string> = {
   'http-auto-chunked': 'uwcore frames responses without Content-Length automatically',
   'py-autoreload': 'use --touch-reload',
   'optimize': 'there is no Python interpreter',
-  'uid': 'privilege dropping is not part of this build',
-  'gid': 'privilege dropping is not part of this build',
 };
 
 /** uWSGI options uwcore does not offer: refused with this reason. */

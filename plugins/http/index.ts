@@ -2,7 +2,7 @@
 // smuggling). --http keeps connections alive (HTTP/1.1 semantics); --http-socket answers one request per
 // connection, as uWSGI's does.
 import http from 'node:http';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import { definePlugin, STATUS_TEXT, type Address, type ListenerHandle, type ListenerInfo, type ServerHandle, type Wire } from '../../sdk/index.js';
 
 const HOST_BODY = 'Bad Request: invalid or duplicated Host header\n';
@@ -169,7 +169,9 @@ export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeout
       srv.removeListener('error', onError);
       srv.on('error', (e) => server.log.error({ err: e }, 'listener error'));
       resolve({
-        close: () => new Promise<void>((r) => srv.close(() => r())),
+        // stop accepting only: node's http close() would also drop idle connections at once, including ones
+        // just accepted whose request is still on its way (the core closes idle connections itself)
+        close: () => new Promise<void>((r) => net.Server.prototype.close.call(srv, () => r())),
         closeIdle: () => srv.closeIdleConnections(),
         connections: () => counter.n,
         destroyAll: () => srv.closeAllConnections(),
