@@ -16,6 +16,9 @@ export function registerSubcommand(name: string, load: () => Promise<Subcommand>
   subcommands[name] = load;
 }
 
+registerSubcommand('plugin', () => import('./scaffold.js').then((m) => m.run));
+registerSubcommand('build', () => import('./build.js').then((m) => m.run));
+
 function optionLine(o: OptionSpec, shorts = true): string {
   const names = [`--${o.name}`, ...(o.alias ?? []).map((a) => `--${a}`)];
   if (shorts && o.short) names.unshift(`-${o.short}`);

@@ -8,6 +8,7 @@ import { pathToFileURL, fileURLToPath } from 'node:url';
 import semver from 'semver';
 import { SDK_VERSION, isPlugin, type OptionSpec, type Plugin } from '../sdk/index.js';
 import { Codes, UwError } from './errors.js';
+import { installRuntimeResolution } from './app.js';
 
 export interface ManifestEntry {
   name: string;
@@ -129,6 +130,8 @@ export async function importPlugin(file: string, origin: Origin, requested: stri
   if (file.startsWith('embedded:') && emb) {
     mod = { default: emb.modules[file.slice(9)] };
   } else {
+    // a third-party plugin's `import 'uwcore/sdk'` resolves to this server's SDK (one HttpError, one SDK_VERSION)
+    if (origin !== 'builtin') installRuntimeResolution();
     try {
       mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
     } catch (e) {
@@ -138,6 +141,11 @@ export async function importPlugin(file: string, origin: Origin, requested: stri
   let p = mod.default as unknown;
   if (!isPlugin(p) && isPlugin(mod.plugin)) p = mod.plugin;
   if (!isPlugin(p) && typeof p === 'object' && p !== null && isPlugin((p as { default?: unknown }).default)) p = (p as { default: unknown }).default;
+  return { plugin: checkPlugin(p, file, origin, requested), origin, file, requested };
+}
+
+/** Check a plugin object: shape, name, version, SDK range, options. Returns it, or throws one line naming the rule and the fix. */
+export function checkPlugin(p: unknown, file: string, origin: Origin, requested: string): Plugin {
   if (!isPlugin(p)) {
     throw new UwError(Codes.PLUGIN_INVALID, `${file} is not a uwcore plugin: its default export must be definePlugin({ name, version, sdk, ... })`, { plugin: requested });
   }
@@ -165,7 +173,7 @@ export async function importPlugin(file: string, origin: Origin, requested: stri
       throw new UwError(Codes.PLUGIN_INVALID, `plugin \`${plugin.name}\` declares a malformed option ${JSON.stringify(o?.name)}: options need a kebab-case name, a type and help`, { plugin: plugin.name });
     }
   }
-  return { plugin, origin, file, requested };
+  return plugin;
 }
 
 /**

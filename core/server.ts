@@ -149,7 +149,8 @@ export class Server implements ServerHandle {
       },
       onClose(fn: () => unknown) { server.closers.push({ plugin: name, fn }); },
       error(code: string, message: string) {
-        const e = new UwError(code, message, { plugin: name }) as UwError & { code: string; plugin: string };
+        // a bad option value found by a plugin is a usage error (exit 2), like the core's own
+        const e = new UwError(code, message, { plugin: name, exitCode: code.startsWith('UW_ERR_CONFIG_') ? 2 : 1 }) as UwError & { code: string; plugin: string };
         return e;
       },
     }) as PluginApi;
