@@ -101,7 +101,7 @@ export class Server implements ServerHandle {
           Promise.resolve().then(() => p.setup!(api)),
           new Promise((_, reject) => {
             timer = setTimeout(() => reject(new UwError(Codes.PLUGIN_TIMEOUT, `plugin \`${p.name}\` did not finish setup() within ${timeoutS * 1000} ms (--plugin-timeout); check what it waits for`, { plugin: p.name, hook: 'setup' })), timeoutS * 1000);
-            timer.unref();
+            // kept referenced: a setup that awaits nothing alive must still end in this error, not a silent exit
           }),
         ]);
         this.apis.set(p.name, result);
