@@ -163,7 +163,11 @@ export function checkPlugin(p: unknown, file: string, origin: Origin, requested:
     throw new UwError(Codes.PLUGIN_INVALID, `plugin \`${plugin.name}\` declares sdk ${JSON.stringify(plugin.sdk)}, which is not a semver range; use e.g. sdk: "^1.0.0"`, { plugin: plugin.name });
   }
   if (!semver.satisfies(SDK_VERSION, plugin.sdk, { includePrerelease: semver.prerelease(SDK_VERSION) !== null })) {
-    throw new UwError(Codes.SDK_MISMATCH, `plugin \`${plugin.name}\` ${plugin.version} needs uwcore SDK ${plugin.sdk}, but this uwcore provides SDK ${SDK_VERSION}; install a version of the plugin built for SDK ${semver.major(SDK_VERSION)}.x`, { plugin: plugin.name });
+    // the fix depends on which side is older: a newer uwcore, or a plugin release for this SDK
+    const fix = semver.ltr(SDK_VERSION, plugin.sdk)
+      ? `upgrade uwcore to one that provides SDK ${plugin.sdk}, or install a version of the plugin built for SDK ${semver.major(SDK_VERSION)}.x`
+      : `install a version of the plugin built for SDK ${semver.major(SDK_VERSION)}.x`;
+    throw new UwError(Codes.SDK_MISMATCH, `plugin \`${plugin.name}\` ${plugin.version} needs uwcore SDK ${plugin.sdk}, but this uwcore provides SDK ${SDK_VERSION}; ${fix}`, { plugin: plugin.name });
   }
   if (plugin.setup !== undefined && typeof plugin.setup !== 'function') {
     throw new UwError(Codes.PLUGIN_INVALID, `plugin \`${plugin.name}\`: setup must be a function`, { plugin: plugin.name });

@@ -20,7 +20,7 @@ async function refused(args: string[]): Promise<string> {
 test('a plugin for SDK ^2.0.0 is refused against SDK 1.x', async () => {
   plugin('future.mjs', `{ name: 'future', version: '2.1.0', sdk: '^2.0.0' }`);
   const line = await refused(['--plugins', './future.mjs']);
-  assert.match(line, /^uwcore: UW_ERR_SDK_MISMATCH \[plugin future\]: plugin `future` 2\.1\.0 needs uwcore SDK \^2\.0\.0, but this uwcore provides SDK 1\.\d+\.\d+; install a version of the plugin built for SDK 1\.x$/);
+  assert.match(line, /^uwcore: UW_ERR_SDK_MISMATCH \[plugin future\]: plugin `future` 2\.1\.0 needs uwcore SDK \^2\.0\.0, but this uwcore provides SDK 1\.\d+\.\d+; upgrade uwcore to one that provides SDK \^2\.0\.0, or install a version of the plugin built for SDK 1\.x$/);
 });
 
 test('a malformed plugin name is refused', async () => {

@@ -154,7 +154,7 @@ test('refused: a plugin for SDK 2.x', async () => {
   await assert.rejects(createTestServer({ plugins: [{ name: 'future', ...base, sdk: '^2.0.0' } as Plugin] }), (e: Error & { code?: string; plugin?: string }) => {
     assert.equal(e.code, 'UW_ERR_SDK_MISMATCH');
     assert.equal(e.plugin, 'future');
-    assert.match(e.message, /needs uwcore SDK \^2\.0\.0, but this uwcore provides SDK 1\.\d+\.\d+; install a version of the plugin built for SDK 1\.x/);
+    assert.match(e.message, /needs uwcore SDK \^2\.0\.0, but this uwcore provides SDK 1\.\d+\.\d+; upgrade uwcore to one that provides SDK \^2\.0\.0, or install a version of the plugin built for SDK 1\.x/);
     return true;
   });
 });
