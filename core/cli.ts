@@ -36,6 +36,8 @@ function printHelp(cfg: LoadedConfig, only: string | null): void {
       'Usage: uwcore [CONFIG.ini[:section]] [--option value ...]',
       '       uwcore --http :8000 --app app.js --master --processes 2',
       '       uwcore --help PLUGIN | --version | --list-plugins',
+      '       uwcore build --plugins LIST --out FILE    (one self-contained file with only those plugins)',
+      '       uwcore plugin new NAME                    (a new plugin package in ./uwcore-plugin-NAME)',
       '', 'Every option also works as an ini key (section [uwcore] or [uwsgi]) and as UWCORE_<OPTION> in the environment.',
       'Precedence: defaults < ini < environment < command line; repeatable options accumulate.', '');
   }

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createTestServer, inject, buildRequest, parseResponses } from '../../sdk/testing.js';
 import { definePlugin, HttpError, type Plugin, type Transform } from '../../sdk/index.js';
+import { freePort, httpGet } from '../helpers/server.js';
 
 const app = (env: Record<string, unknown>, sr: (s: string, h: Array<[string, string]>) => void) => {
   sr('200 OK', [['Content-Type', 'text/plain']]);
@@ -207,4 +208,16 @@ test('parseResponses handles chunked bodies and Content-Length, back to back', (
   const wire = Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno');
   const r = parseResponses(wire);
   assert.deepEqual(r.map((x) => [x.status, x.text]), [[200, 'abcde'], [404, 'no']]);
+});
+
+test('listen: true opens the listeners plugins declared (real sockets), close() stops them', async () => {
+  const port = await freePort();
+  const s = await createTestServer({ plugins: ['http', demo], options: { http: `127.0.0.1:${port}`, 'demo-tag': 'net' }, listen: true, app });
+  try {
+    assert.deepEqual(s.listeners.map((l) => [l.option, l.protocol, l.address.kind === 'tcp' ? l.address.port : 0]), [['http', 'http', port]]);
+    const r = await httpGet(port, '/over-tcp');
+    assert.equal(r.body.toString(), 'app:/over-tcp');
+    assert.equal(r.headers['x-demo'], 'net');
+  } finally { await s.close(); }
+  await assert.rejects(httpGet(port, '/'), /ECONNREFUSED/);
 });
