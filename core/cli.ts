@@ -58,7 +58,8 @@ function printHelp(cfg: LoadedConfig, only: string | null): void {
 
 function printPlugins(cfg: LoadedConfig): void {
   const rows = cfg.plugins.map((p) => [p.plugin.name, p.plugin.version, p.origin, p.origin === 'builtin' ? '' : p.file, (p.plugin.options ?? []).map((o) => `--${o.name}`).join(' ')]);
-  process.stdout.write(`uwcore ${VERSION}, SDK ${SDK_VERSION}\n`);
+  const built = (globalThis as { __UWCORE_EMBEDDED__?: { built?: { plugins: string[]; at: string } } }).__UWCORE_EMBEDDED__?.built;
+  process.stdout.write(`uwcore ${VERSION}, SDK ${SDK_VERSION}${built ? `, a build carrying ${built.plugins.join(', ')} (uwcore build, ${built.at})` : ''}\n`);
   process.stdout.write(['NAME', 'VERSION', 'ORIGIN', 'OPTIONS'].join('\t') + '\n');
   for (const r of rows) process.stdout.write(`${r[0]}\t${r[1]}\t${r[2]}${r[3] ? ` (${r[3]})` : ''}\t${r[4] || '-'}\n`);
 }
