@@ -293,7 +293,8 @@ function injectInto(parser: http.Server, raw: string | Uint8Array, opts: InjectO
     client.once('end', () => {
       clearTimeout(timer);
       const wire = Buffer.concat(chunks);
-      const responses = parseResponses(wire);
+      const methods = [...Buffer.from(raw).toString('latin1').matchAll(REQUEST_LINE)].map((m) => m[1]!);
+      const responses = parseResponses(wire, methods);
       const first = responses[0] ?? { status: 0, reason: '', headers: {}, rawHeaders: [], body: Buffer.alloc(0), text: '', raw: wire };
       resolve({ ...first, responses, wire });
     });
@@ -302,8 +303,14 @@ function injectInto(parser: http.Server, raw: string | Uint8Array, opts: InjectO
   });
 }
 
-/** Parse the responses in a byte stream (Content-Length, chunked, or until the end). @since 1.0.0 */
-export function parseResponses(wire: Buffer): InjectResponse[] {
+const REQUEST_LINE = /(?:^|\r\n)([A-Z]+) \S+ HTTP\/1\.[01]\r\n/g;
+
+/**
+ * Parse the responses in a byte stream (Content-Length, chunked, or until the end). `methods[i]` is the method
+ * of the i-th request: the answer to a HEAD has no body whatever its headers say.
+ * @since 1.0.0
+ */
+export function parseResponses(wire: Buffer, methods: string[] = []): InjectResponse[] {
   const out: InjectResponse[] = [];
   let off = 0;
   while (off < wire.length) {
@@ -326,7 +333,7 @@ export function parseResponses(wire: Buffer): InjectResponse[] {
     const status = Number(m[1]);
     let p = end + 4;
     let body: Buffer;
-    const noBody = status < 200 || status === 204 || status === 304;
+    const noBody = status < 200 || status === 204 || status === 304 || methods[out.length] === 'HEAD';
     if (noBody) body = Buffer.alloc(0);
     else if (/\bchunked\b/i.test(headers['transfer-encoding'] ?? '')) {
       const parts: Buffer[] = [];

@@ -91,6 +91,11 @@ test('pipelined requests on one connection get their answers in order', async ()
   try {
     const r = await s.inject('GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /answer HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n');
     assert.deepEqual(r.responses.map((x) => x.text), ['app:/one', 'answered', 'app:/two']);
+    const head = await s.inject('HEAD /answer HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n');
+    assert.equal(head.responses.length, 2);
+    assert.equal(head.responses[0]!.headers['content-length'], '8');
+    assert.equal(head.responses[0]!.text, '', 'a HEAD answer has no body');
+    assert.equal(head.responses[1]!.text, 'app:/two');
     const bad = await s.inject('GARBAGE\r\n\r\n');
     assert.equal(bad.status, 400);
   } finally { await s.close(); }
