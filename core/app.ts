@@ -17,6 +17,9 @@ let hooked = false;
 export function installRuntimeResolution(): void {
   if (hooked) return;
   hooked = true;
+  // a bundled build (uwcore build) has no files to point at: its entry installs in-memory resolution
+  const emb = (globalThis as { __UWCORE_EMBEDDED__?: { installResolution?: () => void } }).__UWCORE_EMBEDDED__;
+  if (emb?.installResolution) { emb.installResolution(); return; }
   const runtime = new URL('./runtime.js', import.meta.url).href;
   const sdk = new URL('../sdk/index.js', import.meta.url).href;
   const testing = new URL('../sdk/testing.js', import.meta.url).href;

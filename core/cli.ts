@@ -16,6 +16,9 @@ export function registerSubcommand(name: string, load: () => Promise<Subcommand>
   subcommands[name] = load;
 }
 
+registerSubcommand('plugin', () => import('./scaffold.js').then((m) => m.run));
+registerSubcommand('build', () => import('./build.js').then((m) => m.run));
+
 function optionLine(o: OptionSpec, shorts = true): string {
   const names = [`--${o.name}`, ...(o.alias ?? []).map((a) => `--${a}`)];
   if (shorts && o.short) names.unshift(`-${o.short}`);
@@ -33,6 +36,8 @@ function printHelp(cfg: LoadedConfig, only: string | null): void {
       'Usage: uwcore [CONFIG.ini[:section]] [--option value ...]',
       '       uwcore --http :8000 --app app.js --master --processes 2',
       '       uwcore --help PLUGIN | --version | --list-plugins',
+      '       uwcore build --plugins LIST --out FILE    (one self-contained file with only those plugins)',
+      '       uwcore plugin new NAME                    (a new plugin package in ./uwcore-plugin-NAME)',
       '', 'Every option also works as an ini key (section [uwcore] or [uwsgi]) and as UWCORE_<OPTION> in the environment.',
       'Precedence: defaults < ini < environment < command line; repeatable options accumulate.', '');
   }
@@ -53,7 +58,8 @@ function printHelp(cfg: LoadedConfig, only: string | null): void {
 
 function printPlugins(cfg: LoadedConfig): void {
   const rows = cfg.plugins.map((p) => [p.plugin.name, p.plugin.version, p.origin, p.origin === 'builtin' ? '' : p.file, (p.plugin.options ?? []).map((o) => `--${o.name}`).join(' ')]);
-  process.stdout.write(`uwcore ${VERSION}, SDK ${SDK_VERSION}\n`);
+  const built = (globalThis as { __UWCORE_EMBEDDED__?: { built?: { plugins: string[]; at: string } } }).__UWCORE_EMBEDDED__?.built;
+  process.stdout.write(`uwcore ${VERSION}, SDK ${SDK_VERSION}${built ? `, a build carrying ${built.plugins.join(', ')} (uwcore build, ${built.at})` : ''}\n`);
   process.stdout.write(['NAME', 'VERSION', 'ORIGIN', 'OPTIONS'].join('\t') + '\n');
   for (const r of rows) process.stdout.write(`${r[0]}\t${r[1]}\t${r[2]}${r[3] ? ` (${r[3]})` : ''}\t${r[4] || '-'}\n`);
 }

@@ -2,7 +2,8 @@
 // no call, no intercept; tap names are `<plugin>` or `<plugin>:<detail>`; anything a tap throws is
 // tagged with code, plugin and hook; taps after the server is ready are refused.
 import tapable from 'tapable';
-import type { Hooks } from '../sdk/index.js';
+import { SDK_VERSION, type Hooks } from '../sdk/index.js';
+import { didYouMean } from './config/values.js';
 import { Codes, UwError, tagError } from './errors.js';
 
 const { SyncWaterfallHook, SyncHook, AsyncSeriesHook, AsyncParallelHook, AsyncSeriesBailHook } = tapable;
@@ -43,6 +44,8 @@ export function createHooks(): CoreHooks {
   return Object.freeze(h) as CoreHooks;
 }
 
+function onlyTrue(v: unknown): true | undefined { return v === true ? true : undefined; }
+
 const TAP_NAME = /^[a-z][a-z0-9-]*(?::.+)?$/;
 
 /** Build the tap-only facade a plugin's setup receives. `index` orders close hooks in reverse. */
@@ -64,10 +67,13 @@ export function createFacade(hooks: CoreHooks, plugin: string, index: number, is
     const wrapSync = (fn: (...a: unknown[]) => unknown) => function tagged(this: unknown, ...args: unknown[]) {
       try { return fn.apply(this, args); } catch (e) { throw tagError(e, plugin, name); }
     };
+    const onReject = (e: unknown) => { throw tagError(e, plugin, name); };
+    // bail hooks: only `true` means "answered"; false/null/undefined let the next tap run (tapable bails on anything but undefined)
+    const bail = kind === 'AsyncSeriesBail';
     const wrapPromise = (fn: (...a: unknown[]) => Promise<unknown>) => function tagged(this: unknown, ...args: unknown[]) {
       let p: Promise<unknown>;
       try { p = Promise.resolve(fn.apply(this, args)); } catch (e) { return Promise.reject(tagError(e, plugin, name)); }
-      return p.catch((e: unknown) => { throw tagError(e, plugin, name); });
+      return bail ? p.then(onlyTrue, onReject) : p.catch(onReject);
     };
     const entry: Record<string, unknown> = {
       tap: (o: unknown, fn: (...a: unknown[]) => unknown) => {
@@ -88,7 +94,8 @@ export function createFacade(hooks: CoreHooks, plugin: string, index: number, is
   return new Proxy(facade, {
     get(target, prop) {
       if (typeof prop === 'string' && !(prop in target) && prop !== 'then' && prop !== 'toJSON') {
-        throw new UwError(Codes.HOOK_UNKNOWN, `plugin \`${plugin}\` uses hook "${prop}", which does not exist; the hooks are: ${Object.keys(HOOK_SPECS).join(', ')}`, { plugin, hook: prop });
+        const dym = didYouMean(prop, Object.keys(HOOK_SPECS));
+        throw new UwError(Codes.HOOK_UNKNOWN, `plugin \`${plugin}\` uses hook "${prop}", which does not exist in SDK ${SDK_VERSION}${dym.length ? `; did you mean ${dym.join(', ')}?` : ''}; the hooks are: ${Object.keys(HOOK_SPECS).join(', ')}; fix the name, or, for a hook added in a later SDK, require that SDK version in the plugin's sdk range`, { plugin, hook: prop });
       }
       return Reflect.get(target, prop);
     },

@@ -8,6 +8,7 @@ import { pathToFileURL, fileURLToPath } from 'node:url';
 import semver from 'semver';
 import { SDK_VERSION, isPlugin, type OptionSpec, type Plugin } from '../sdk/index.js';
 import { Codes, UwError } from './errors.js';
+import { installRuntimeResolution } from './app.js';
 
 export interface ManifestEntry {
   name: string;
@@ -137,6 +138,8 @@ export async function importPlugin(file: string, origin: Origin, requested: stri
   if (file.startsWith('embedded:') && emb) {
     mod = { default: emb.modules[file.slice(9)] };
   } else {
+    // a third-party plugin's `import 'uwcore/sdk'` resolves to this server's SDK (one HttpError, one SDK_VERSION)
+    if (origin !== 'builtin') installRuntimeResolution();
     try {
       mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
     } catch (e) {
@@ -146,6 +149,11 @@ export async function importPlugin(file: string, origin: Origin, requested: stri
   let p = mod.default as unknown;
   if (!isPlugin(p) && isPlugin(mod.plugin)) p = mod.plugin;
   if (!isPlugin(p) && typeof p === 'object' && p !== null && isPlugin((p as { default?: unknown }).default)) p = (p as { default: unknown }).default;
+  return { plugin: checkPlugin(p, file, origin, requested), origin, file, requested };
+}
+
+/** Check a plugin object: shape, name, version, SDK range, options. Returns it, or throws one line naming the rule and the fix. */
+export function checkPlugin(p: unknown, file: string, origin: Origin, requested: string): Plugin {
   if (!isPlugin(p)) {
     throw new UwError(Codes.PLUGIN_INVALID, `${file} is not a uwcore plugin: its default export must be definePlugin({ name, version, sdk, ... })`, { plugin: requested });
   }
@@ -163,7 +171,11 @@ export async function importPlugin(file: string, origin: Origin, requested: stri
     throw new UwError(Codes.PLUGIN_INVALID, `plugin \`${plugin.name}\` declares sdk ${JSON.stringify(plugin.sdk)}, which is not a semver range; use e.g. sdk: "^1.0.0"`, { plugin: plugin.name });
   }
   if (!semver.satisfies(SDK_VERSION, plugin.sdk, { includePrerelease: semver.prerelease(SDK_VERSION) !== null })) {
-    throw new UwError(Codes.SDK_MISMATCH, `plugin \`${plugin.name}\` ${plugin.version} needs uwcore SDK ${plugin.sdk}, but this uwcore provides SDK ${SDK_VERSION}; install a version of the plugin built for SDK ${semver.major(SDK_VERSION)}.x`, { plugin: plugin.name });
+    // the fix depends on which side is older: a newer uwcore, or a plugin release for this SDK
+    const fix = semver.ltr(SDK_VERSION, plugin.sdk)
+      ? `upgrade uwcore to one that provides SDK ${plugin.sdk}, or install a version of the plugin built for SDK ${semver.major(SDK_VERSION)}.x`
+      : `install a version of the plugin built for SDK ${semver.major(SDK_VERSION)}.x`;
+    throw new UwError(Codes.SDK_MISMATCH, `plugin \`${plugin.name}\` ${plugin.version} needs uwcore SDK ${plugin.sdk}, but this uwcore provides SDK ${SDK_VERSION}; ${fix}`, { plugin: plugin.name });
   }
   if (plugin.setup !== undefined && typeof plugin.setup !== 'function') {
     throw new UwError(Codes.PLUGIN_INVALID, `plugin \`${plugin.name}\`: setup must be a function`, { plugin: plugin.name });
@@ -173,7 +185,7 @@ export async function importPlugin(file: string, origin: Origin, requested: stri
       throw new UwError(Codes.PLUGIN_INVALID, `plugin \`${plugin.name}\` declares a malformed option ${JSON.stringify(o?.name)}: options need a kebab-case name, a type and help`, { plugin: plugin.name });
     }
   }
-  return { plugin, origin, file, requested };
+  return plugin;
 }
 
 /**

@@ -306,7 +306,9 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
     pluginOptions: [...cfg.pluginOptions],
   };
   cluster.schedulingPolicy = cluster.SCHED_NONE;
-  cluster.setupPrimary({ exec: fileURLToPath(new URL('./worker-main.js', import.meta.url)), serialization: 'advanced', args: [] });
+  // a bundled build (uwcore build) forks its own file, whose entry runs runWorker() in a cluster worker
+  const workerExec = (globalThis as { __UWCORE_EMBEDDED__?: { workerExec?: string } }).__UWCORE_EMBEDDED__?.workerExec;
+  cluster.setupPrimary({ exec: workerExec ?? fileURLToPath(new URL('./worker-main.js', import.meta.url)), serialization: 'advanced', args: [] });
 
   const send = (w: ClusterWorker, msg: unknown): boolean => {
     if (!w.isConnected()) return false;

@@ -109,7 +109,7 @@ export class Server implements ServerHandle {
           Promise.resolve().then(() => p.setup!(api)),
           new Promise((_, reject) => {
             timer = setTimeout(() => reject(new UwError(Codes.PLUGIN_TIMEOUT, `plugin \`${p.name}\` did not finish setup() within ${timeoutS * 1000} ms (--plugin-timeout); check what it waits for`, { plugin: p.name, hook: 'setup' })), timeoutS * 1000);
-            timer.unref();
+            // kept referenced: a setup that awaits nothing alive must still end in this error, not a silent exit
           }),
         ]);
         this.apis.set(p.name, result);
@@ -157,7 +157,8 @@ export class Server implements ServerHandle {
       },
       onClose(fn: () => unknown) { server.closers.push({ plugin: name, fn }); },
       error(code: string, message: string) {
-        const e = new UwError(code, message, { plugin: name }) as UwError & { code: string; plugin: string };
+        // a bad option value found by a plugin is a usage error (exit 2), like the core's own
+        const e = new UwError(code, message, { plugin: name, exitCode: code.startsWith('UW_ERR_CONFIG_') ? 2 : 1 }) as UwError & { code: string; plugin: string };
         return e;
       },
     }) as PluginApi;

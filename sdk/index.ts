@@ -420,28 +420,37 @@ export interface ServiceSpec {
 
 /** What `setup(api)` receives. @since 1.0.0 */
 export interface PluginApi {
-  /** this plugin's options, typed and frozen. */
+  /** this plugin's options, typed and frozen. @since 1.0.0 */
   readonly options: OptionValues;
-  /** every option of the server (read-only). */
+  /** every option of the server (read-only). @since 1.0.0 */
   readonly config: OptionValues;
+  /** a pino child logger bound to `{ plugin: name }`. @since 1.0.0 */
   readonly log: Logger;
+  /** the tap-only hook catalogue (see Hooks); taps are refused once the server is ready. @since 1.0.0 */
   readonly hooks: Hooks;
+  /** the process this setup runs in: setup runs once per process that needs the plugin. @since 1.0.0 */
   readonly process: ProcessRole;
-  /** 1..N in workers, 0 elsewhere. */
+  /** 1..N in workers, 0 elsewhere. @since 1.0.0 */
   readonly workerId: number;
+  /** protocols by name (`http`, `uwsgi` …), used by api.listen(). @since 1.0.0 */
   readonly protocols: Registry<Protocol>;
+  /** router actions by name: the `NAME:` in `--route REGEX NAME:ARGS`. @since 1.0.0 */
   readonly routerActions: Registry<RouterActionFactory>;
+  /** route-if conditions by name: the `NAME:` in `--route-if NAME:VALUE ACTION`. (a test function, or a `{ compile }` spec since 1.1.0) @since 1.0.0 */
   readonly routeConditions: Registry<RouteCondition | RouteConditionSpec>;
+  /** application kinds, tried in order on the loaded app's export. @since 1.0.0 */
   readonly appKinds: Registry<AppKind>;
+  /** processes the master spawns and respawns for this plugin. @since 1.0.0 */
   readonly services: Registry<ServiceSpec>;
+  /** worker → master calls, namespaced by this plugin's name. @since 1.0.0 */
   readonly rpc: Rpc;
-  /** declare a listener served by `protocol` (opened in each worker). */
+  /** declare a listener served by `protocol` (opened in each worker). @since 1.0.0 */
   listen(option: string, protocol: string, address: Address, opts?: { keepAlive?: boolean }): void;
-  /** the API another plugin returned from setup; only for names in `requires`. */
+  /** the API another plugin returned from setup; only for names in `requires`. @since 1.0.0 */
   use<T = unknown>(name: string): T;
-  /** run fn at shutdown, last registered first. */
+  /** run fn at shutdown, last registered first. @since 1.0.0 */
   onClose(fn: () => unknown): void;
-  /** build an error tagged with a UW_ERR_* code and this plugin's name. */
+  /** build an error tagged with a UW_ERR_* code and this plugin's name. @since 1.0.0 */
   error(code: string, message: string): Error & { code: string; plugin: string };
 }
 

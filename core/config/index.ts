@@ -118,7 +118,8 @@ export async function loadConfig(argv: string[], opts: { env?: NodeJS.ProcessEnv
   const table = new OptionTable();
   table.add('core', CORE_OPTIONS);
   const pluginOptions = new Map<string, string[]>();
-  for (const lp of plugins) {
+  // built-ins first: when a third-party option collides with a built-in one, the message blames the newcomer
+  for (const lp of [...plugins.filter((p) => p.origin === 'builtin'), ...plugins.filter((p) => p.origin !== 'builtin')]) {
     const specs = lp.plugin.options ?? [];
     table.add(lp.plugin.name, specs);
     pluginOptions.set(lp.plugin.name, specs.map((s) => s.name));
