@@ -7,6 +7,8 @@
 //   per event-loop turn, at most MAX_INFLIGHT batches in flight), so a request that does a get and a set costs
 //   a fraction of an IPC round trip under load; calls from one process are applied in the order they are made.
 // - single process: calls go straight to the store (no IPC, no serialization).
+import fs from 'node:fs';
+import path from 'node:path';
 import type { HeaderList, PluginApi, RequestContext, RouteResult, Transform } from '../../sdk/index.js';
 import { definePlugin } from '../../sdk/index.js';
 import {
@@ -412,9 +414,8 @@ class Persister {
   async close(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
     if (this.writing !== null) await this.writing;
-    if (this.store.version === this.saved) return;
     try {
-      writeStoreSync(this.store, this.file);
+      if (this.store.version !== this.saved) writeStoreSync(this.store, this.file);
       this.saved = this.store.version;
       this.api.log.info(`cache "${this.store.cfg.name}": ${this.store.map.size} items saved to ${this.file}`);
     } catch (e) {
@@ -574,6 +575,7 @@ const plugin = definePlugin<CacheApi>({
             api.log.warn({ code: E_STORE }, `${e.message.replace(/; start with.*|; move it away.*/, '')}; store_delete is set: starting with an empty cache and replacing the file`);
           }
           try {
+            fs.mkdirSync(path.dirname(c.store), { recursive: true });
             writeStoreSync(s, c.store);
           } catch (e) {
             const err = e as NodeJS.ErrnoException;
