@@ -8,6 +8,8 @@
 //   a fraction of an IPC round trip under load; calls from one process are applied in the order they are made.
 // - single process: calls go straight to the store (no IPC, no serialization).
 import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import type { HeaderList, PluginApi, RequestContext, RouteResult, Transform } from '../../sdk/index.js';
 import { definePlugin } from '../../sdk/index.js';
@@ -15,6 +17,7 @@ import {
   CacheConfigError, CacheStore, NotANumberError, StoreFileError, TTL_DEFAULT, parseCache2, readStore, splitKeyval,
   writeStore, writeStoreSync, type CacheConfig, type CacheStats,
 } from './store.js';
+import { FrameReader, Out, R_BUF, R_ERR, R_FALSE, R_JSON, R_KEYS, R_META, R_NULL, R_NUM, R_TRUE } from './channel.js';
 
 export type { CacheConfig, CacheStats } from './store.js';
 
@@ -74,7 +77,7 @@ const OP_GET = 0, OP_SET = 1, OP_ADD = 2, OP_DEL = 3, OP_EXISTS = 4, OP_CLEAR = 
 /** batch limits: operations and value bytes per IPC message, batches in flight per process */
 const MAX_OPS = 512;
 const MAX_BYTES = 1 << 20;
-const MAX_INFLIGHT = 2;
+const MAX_INFLIGHT = 4;
 
 const E_UNKNOWN = 'UW_ERR_CACHE_UNKNOWN';
 const E_NONE = 'UW_ERR_CACHE_NONE';
@@ -83,6 +86,8 @@ const E_VALUE = 'UW_ERR_CACHE_VALUE_TOO_LARGE';
 const E_ARG = 'UW_ERR_CACHE_BAD_ARGUMENT';
 const E_NAN = 'UW_ERR_CACHE_NOT_A_NUMBER';
 const E_STORE = 'UW_ERR_CACHE_STORE';
+/** the option key the master sets (configure hook) so that workers find its socket */
+const SOCKET_KEY = '__cache-socket';
 
 type BatchResult = [unknown[], Array<[number, string, string]> | null];
 
@@ -245,6 +250,290 @@ class RemoteClient implements Client {
   private next(): void {
     if ((this.ready.length > 0 || this.cur !== null) && !this.scheduled) { this.scheduled = true; setImmediate(this.flushFn); }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the socket channel (channel.ts): the master's side and the workers' client
+
+/** Apply one request frame; returns the reply frame. */
+function handleFrame(stores: CacheStore[], f: Buffer, p: number, end: number): Buffer {
+  const now = Date.now();
+  const out = new Out(256);
+  while (p < end) {
+    const op = f[p]!;
+    const ci = f.readUInt16LE(p + 1);
+    const kl = f.readUInt16LE(p + 3);
+    p += 5;
+    const key = kl === 0 ? '' : f.toString('utf8', p, p + kl);
+    p += kl;
+    let val: Buffer | undefined;
+    let num = 0;
+    let meta: string | null = null;
+    if (op === OP_SET || op === OP_ADD || op === OP_SETM) {
+      const vl = f.readUInt32LE(p);
+      p += 4;
+      val = f.subarray(p, p + vl);
+      p += vl;
+      num = f.readDoubleLE(p);
+      p += 8;
+      if (op === OP_SETM) {
+        const has = f[p++]!;
+        const ml = f.readUInt16LE(p);
+        p += 2;
+        if (has === 1) meta = f.toString('latin1', p, p + ml);
+        p += ml;
+      }
+    } else if (op === OP_INC) {
+      num = f.readDoubleLE(p);
+      p += 8;
+    }
+    const s = stores[ci];
+    try {
+      if (s === undefined) throw Object.assign(new Error(`no cache #${ci}`), { code: E_UNKNOWN });
+      if (kl > s.cfg.keysize) throw Object.assign(new Error(`cache "${s.cfg.name}": key longer than keysize`), { code: E_KEY });
+      if (val !== undefined && val.length > s.cfg.blocksize) throw Object.assign(new Error(`cache "${s.cfg.name}": value larger than blocksize`), { code: E_VALUE });
+      const r = run(s, op, key, val === undefined ? undefined : owned(val), num, meta, now);
+      switch (op) {
+        case OP_GET:
+          if (r === null) out.u8(R_NULL);
+          else { const b = r as Buffer; out.u8(R_BUF); out.u32(b.length); out.bytes(b); }
+          break;
+        case OP_GETM:
+          if (r === null) out.u8(R_NULL);
+          else {
+            const [b, m, x] = r as [Buffer, string | null, number];
+            out.u8(R_META); out.u32(b.length); out.bytes(b); out.f64(x);
+            out.u8(m === null ? 0 : 1); out.str(m ?? '', 'latin1');
+          }
+          break;
+        case OP_INC: case OP_NUM:
+          if (r === null) out.u8(R_NULL); else { out.u8(R_NUM); out.f64(r as number); }
+          break;
+        case OP_KEYS: {
+          const ks = r as string[];
+          out.u8(R_KEYS); out.u32(ks.length);
+          for (const k of ks) out.str(k, 'utf8');
+          break;
+        }
+        case OP_STATS: out.u8(R_JSON); out.str(JSON.stringify(r), 'utf8', true); break;
+        default: out.u8(r === true ? R_TRUE : R_FALSE);
+      }
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      out.u8(R_ERR);
+      out.str(err instanceof NotANumberError ? E_NAN : err.code ?? E_ARG, 'latin1');
+      out.str(err.message, 'utf8', true);
+    }
+  }
+  return out.frame();
+}
+
+/** Master: listen on a UNIX socket in a private (0700) directory; resolves its path, or null if it cannot. */
+async function serveSocket(api: PluginApi, stores: CacheStore[]): Promise<string | null> {
+  let dir: string;
+  try {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uwcore-cachesock-'));
+  } catch (e) {
+    api.log.warn(`cache: cannot create a private socket directory in ${os.tmpdir()} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): workers reach the caches through the slower core rpc; set TMPDIR to a writable directory`);
+    return null;
+  }
+  const file = path.join(dir, 's');
+  const conns = new Set<net.Socket>();
+  const srv = net.createServer((sock) => {
+    conns.add(sock);
+    const reader = new FrameReader((f, start, end) => { if (!sock.destroyed) sock.write(handleFrame(stores, f, start, end)); });
+    sock.on('data', (c: Buffer) => {
+      try { reader.push(c); } catch (e) { api.log.error({ err: e }, 'cache channel: malformed frame; connection closed'); sock.destroy(); }
+    });
+    sock.on('error', () => undefined); // a worker that dies mid-call: its socket just goes away
+    sock.on('close', () => conns.delete(sock));
+  });
+  try {
+    await new Promise<void>((resolve, reject) => { srv.once('error', reject); srv.listen(file, () => { srv.removeListener('error', reject); resolve(); }); });
+  } catch (e) {
+    api.log.warn(`cache: cannot listen on a UNIX socket in ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): workers reach the caches through the slower core rpc`);
+    fs.rmSync(dir, { recursive: true, force: true });
+    return null;
+  }
+  srv.unref();
+  api.onClose(() => {
+    srv.close();
+    for (const c of conns) c.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return file;
+}
+
+class SBatch {
+  readonly out = new Out(1024);
+  readonly res: Array<(v: unknown) => void> = [];
+  readonly rej: Array<(e: unknown) => void> = [];
+}
+
+/** Worker: queues calls, sends a frame per batch (at most MAX_INFLIGHT unanswered), matches replies in order. */
+class SocketClient implements Client {
+  private cur: SBatch | null = null;
+  private readonly ready: SBatch[] = [];
+  private readonly sent: SBatch[] = [];
+  private scheduled = false;
+  private dead: Error | null = null;
+  private readonly flushFn = (): void => this.flush();
+
+  constructor(private readonly sock: net.Socket, private readonly api: PluginApi) {
+    const reader = new FrameReader((f, start, end) => this.onReply(f, start, end));
+    sock.on('data', (c: Buffer) => reader.push(c));
+    sock.on('error', () => undefined);
+    sock.on('close', () => this.die(api.error('UW_ERR_RPC', 'the cache is unreachable: the master went away')));
+    sock.unref();
+  }
+
+  private batch(): SBatch {
+    let b = this.cur;
+    if (b !== null && (b.res.length >= MAX_OPS || b.out.off >= MAX_BYTES)) { this.ready.push(b); b = null; }
+    if (b === null) {
+      b = this.cur = new SBatch();
+      if (!this.scheduled) { this.scheduled = true; setImmediate(this.flushFn); }
+    }
+    return b;
+  }
+
+  private wait(b: SBatch): Promise<unknown> {
+    return new Promise((resolve, reject) => { b.res.push(resolve); b.rej.push(reject); });
+  }
+
+  private head(b: SBatch, h: number, key: string): void {
+    const o = b.out;
+    o.u8(h & 15);
+    o.u16(h >>> 4);
+    o.str(key, 'utf8');
+  }
+
+  op(h: number, key: string): Promise<unknown> {
+    if (this.dead !== null) return Promise.reject(this.dead);
+    const b = this.batch();
+    this.head(b, h, key);
+    return this.wait(b);
+  }
+
+  set(h: number, key: string, val: Buffer, _fresh: boolean, expires: number, meta: string | null): Promise<unknown> {
+    if (this.dead !== null) return Promise.reject(this.dead);
+    const b = this.batch();
+    this.head(b, h, key);
+    const o = b.out;
+    o.u32(val.length);
+    o.bytes(val);
+    o.f64(expires);
+    if ((h & 15) === OP_SETM) { o.u8(meta === null ? 0 : 1); o.str(meta ?? '', 'latin1'); }
+    return this.wait(b);
+  }
+
+  inc(h: number, key: string, by: number): Promise<unknown> {
+    if (this.dead !== null) return Promise.reject(this.dead);
+    const b = this.batch();
+    this.head(b, h, key);
+    b.out.f64(by);
+    return this.wait(b);
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    while (this.sent.length < MAX_INFLIGHT && this.dead === null) {
+      let b = this.ready.shift();
+      if (b === undefined) {
+        if (this.cur === null) break;
+        b = this.cur;
+        this.cur = null;
+      }
+      this.sent.push(b);
+      this.sock.write(b.out.frame());
+    }
+  }
+
+  private onReply(f: Buffer, p: number, end: number): void {
+    const b = this.sent.shift();
+    if (b === undefined) return;
+    const frameLen = end - p;
+    for (let i = 0; i < b.res.length; i++) {
+      const tag = f[p++]!;
+      let v: unknown;
+      switch (tag) {
+        case R_NULL: v = null; break;
+        case R_TRUE: v = true; break;
+        case R_FALSE: v = false; break;
+        case R_NUM: v = f.readDoubleLE(p); p += 8; break;
+        case R_BUF: case R_META: {
+          const n = f.readUInt32LE(p);
+          p += 4;
+          const view = f.subarray(p, p + n);
+          // a small value is copied so that it does not keep the whole frame alive
+          const buf = n >= 4096 && n * 2 >= frameLen ? view : Buffer.from(view);
+          p += n;
+          if (tag === R_BUF) { v = buf; break; }
+          const x = f.readDoubleLE(p);
+          const has = f[p + 8]!;
+          const ml = f.readUInt16LE(p + 9);
+          p += 11;
+          v = [buf, has === 1 ? f.toString('latin1', p, p + ml) : null, x];
+          p += ml;
+          break;
+        }
+        case R_KEYS: {
+          const n = f.readUInt32LE(p);
+          p += 4;
+          const ks: string[] = new Array(n);
+          for (let k = 0; k < n; k++) {
+            const l = f.readUInt16LE(p);
+            ks[k] = f.toString('utf8', p + 2, p + 2 + l);
+            p += 2 + l;
+          }
+          v = ks;
+          break;
+        }
+        case R_JSON: {
+          const l = f.readUInt32LE(p);
+          v = JSON.parse(f.toString('utf8', p + 4, p + 4 + l));
+          p += 4 + l;
+          break;
+        }
+        case R_ERR: {
+          const cl = f.readUInt16LE(p);
+          const code = f.toString('latin1', p + 2, p + 2 + cl);
+          p += 2 + cl;
+          const ml = f.readUInt32LE(p);
+          const msg = f.toString('utf8', p + 4, p + 4 + ml);
+          p += 4 + ml;
+          b.rej[i]!(this.api.error(code, msg));
+          continue;
+        }
+        default:
+          this.die(this.api.error('UW_ERR_INTERNAL', `cache channel: bad reply tag ${tag}`));
+          this.sock.destroy();
+          return;
+      }
+      b.res[i]!(v);
+    }
+    if ((this.ready.length > 0 || this.cur !== null) && !this.scheduled) { this.scheduled = true; setImmediate(this.flushFn); }
+  }
+
+  private die(err: Error): void {
+    if (this.dead !== null) return;
+    this.dead = err;
+    const all = [...this.sent, ...this.ready, ...(this.cur !== null ? [this.cur] : [])];
+    this.sent.length = 0;
+    this.ready.length = 0;
+    this.cur = null;
+    for (const b of all) for (const rej of b.rej) rej(err);
+  }
+}
+
+/** Worker: connect to the master's socket (null when it cannot: the caller falls back to rpc). */
+function connectSocket(file: string): Promise<net.Socket | null> {
+  return new Promise((resolve) => {
+    const sock = net.connect(file);
+    const t = setTimeout(() => { sock.destroy(); resolve(null); }, 3000);
+    sock.once('connect', () => { clearTimeout(t); resolve(sock); });
+    sock.once('error', () => { clearTimeout(t); resolve(null); });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -537,7 +826,7 @@ const plugin = definePlugin<CacheApi>({
     { name: 'cache-store-sync', type: 'seconds', min: 0, arg: 'S', help: 'write a changed cache to its store file every S seconds (default 1; 0 = as soon as the previous write is done); store_sync= sets it per cache' },
     { name: 'cache-expire-freq', type: 'seconds', min: 0.01, max: 3600, arg: 'S', help: 'free the memory of expired items every S seconds (default 3); an expired item is never returned, whatever this says' },
   ],
-  setup(api) {
+  async setup(api) {
     let parsed: Parsed;
     try {
       parsed = parseOptions(api.options as Record<string, unknown>);
@@ -644,8 +933,16 @@ const plugin = definePlugin<CacheApi>({
         return [out, errs];
       });
       client = new LocalClient(stores, (e) => (e instanceof NotANumberError ? api.error(E_NAN, e.message) : e));
+      if (api.process === 'master' && stores.length > 0) {
+        const file = await serveSocket(api, stores);
+        // workers receive the master's options: tell them where the socket is
+        if (file !== null) api.hooks.configure.tap('cache', (o) => { o[SOCKET_KEY] = file; return o; });
+      }
     } else {
-      client = new RemoteClient(api);
+      const file = api.config[SOCKET_KEY];
+      const sock = typeof file === 'string' && caches.length > 0 ? await connectSocket(file) : null;
+      if (sock === null && caches.length > 0) api.log.debug('cache: the master\'s socket is unreachable; using the core rpc');
+      client = sock !== null ? new SocketClient(sock, api) : new RemoteClient(api);
     }
 
     const handles = caches.map((c, i) => new CacheHandle(c.name, i, c, client, fail));

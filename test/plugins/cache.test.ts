@@ -55,12 +55,16 @@ const CACHES = [
   '--cache-expire-freq', '0.1',
 ];
 
-for (const mode of ['single process', 'master + 2 workers'] as const) {
+for (const mode of ['single process', 'master + 2 workers', 'master + 2 workers over the core rpc'] as const) {
   test(`the API (${mode}): set/get/add/update/del/exists/keys/clear, errors, full, LRU, expiry, counters`, async (t) => {
     const app = writeCacheApp();
     const port = await freePort();
     const extra = mode === 'single process' ? [] : ['--processes', '2'];
-    const s: Running = await startUwcore(['--http', `127.0.0.1:${port}`, '--app', app, '--disable-logging', ...extra, ...CACHES]);
+    // without a usable TMPDIR the master cannot create its private socket: workers fall back to the core rpc
+    const env = mode.endsWith('rpc') ? { TMPDIR: '/nonexistent/uwcore-test' } : {};
+    const s: Running = await startUwcore(['--http', `127.0.0.1:${port}`, '--app', app, '--disable-logging', ...extra, ...CACHES], { env });
+    if (mode.endsWith('rpc')) assert.match(s.output(), /workers reach the caches through the slower core rpc/);
+    else assert.doesNotMatch(s.output(), /slower core rpc/);
     const j = async (q: string) => {
       const r = await call(port, q);
       assert.equal(r.status, 200, `${q}: ${JSON.stringify(r.json)}`);
