@@ -658,6 +658,7 @@ function parseOptions(o: Record<string, unknown>): Parsed {
     caches.push(c);
   }
   if (legacy === undefined && o['cache-store'] !== undefined) throw new CacheConfigError('option --cache-store persists the cache created by --cache N; give --cache N, or use --cache2 name=NAME,items=N,store=FILE');
+  if (legacy === undefined && o['cache-blocksize'] !== undefined) throw new CacheConfigError('option --cache-blocksize sizes the cache created by --cache N; give --cache N, or use --cache2 name=NAME,items=N,blocksize=BYTES');
   return { caches, warnings };
 }
 
@@ -818,7 +819,7 @@ const plugin = definePlugin<CacheApi>({
   options: [
     {
       name: 'cache2', type: 'string', multiple: true, arg: 'KEYVAL',
-      help: 'create a cache shared by every worker: name=NAME,items=N (both required) [,blocksize=64k,keysize=2048,expires=S,purge_lru=1,lazy_expire=1,store=FILE,store_sync=S,store_delete=1,math_initial=N,ignore_full=1,clear_on_full=1]; repeatable, the first is the default cache',
+      help: 'create a cache shared by every worker: name=NAME,items=N (both required) [,blocksize=64k,keysize=2048,expires=S,purge_lru=1,lazy_expire=1,store=FILE,store_sync=S,store_delete=1,math_initial=N,ignore_full=1,clear_on_full=1]; the first one is the default cache',
     },
     { name: 'cache', type: 'int', min: 1, max: 100_000_000, arg: 'N', help: 'create a cache named "default" holding N items (uWSGI\'s old form of --cache2)' },
     { name: 'cache-blocksize', type: 'size', min: 1, max: 1024 ** 3, arg: 'BYTES', help: 'largest value in the --cache N cache (default 64k)' },

@@ -300,6 +300,7 @@ test('bad --cache2 values stop startup with one clear line (exit 2)', async () =
     [['--cache2', 'name=a,items=10,items=5'], /key "items" is given twice/],
     [['--cache-store', '/tmp/x'], /--cache-store persists the cache created by --cache N/],
     [['--cache', '0'], /--cache/],
+    [['--cache-blocksize', '1k'], /--cache-blocksize sizes the cache created by --cache N/],
   ];
   await Promise.all(cases.map(async ([args, re]) => {
     const port = await freePort();
