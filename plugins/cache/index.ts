@@ -328,11 +328,29 @@ function handleFrame(stores: CacheStore[], f: Buffer, p: number, end: number): B
   return out.frame();
 }
 
+/** Remove socket directories left by masters that were killed (kill -9 runs no cleanup). */
+function removeStaleSocketDirs(): void {
+  let names: string[];
+  try { names = fs.readdirSync(os.tmpdir()); } catch { return; }
+  for (const n of names) {
+    const m = /^uwcore-cachesock-(\d+)-/.exec(n);
+    if (m === null) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') {
+        try { fs.rmSync(path.join(os.tmpdir(), n), { recursive: true, force: true }); } catch { /* not ours */ }
+      }
+    }
+  }
+}
+
 /** Master: listen on a UNIX socket in a private (0700) directory; resolves its path, or null if it cannot. */
 async function serveSocket(api: PluginApi, stores: CacheStore[]): Promise<string | null> {
   let dir: string;
+  removeStaleSocketDirs();
   try {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'uwcore-cachesock-'));
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), `uwcore-cachesock-${process.pid}-`));
   } catch (e) {
     api.log.warn(`cache: cannot create a private socket directory in ${os.tmpdir()} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): workers reach the caches through the slower core rpc; set TMPDIR to a writable directory`);
     return null;

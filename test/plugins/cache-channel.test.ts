@@ -2,7 +2,10 @@
 // connects to it, every operation (including the router actions' value + Content-Type calls) and errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pino from 'pino';
 import { Server } from '../../core/server.js';
 import cachePlugin, { type CacheApi } from '../../plugins/cache/index.js';
@@ -11,11 +14,16 @@ const OWN = new Map([['cache', ['cache2', 'cache-expire-freq', 'cache-store-sync
 const LP = [{ plugin: cachePlugin, origin: 'builtin' as const, file: '', requested: 'cache' }];
 
 test('socket channel: every operation and error between a worker and the master', async () => {
+  // a directory left by a master killed with kill -9 is removed by the next master
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+  const stale = path.join(os.tmpdir(), `uwcore-cachesock-${dead}-test`);
+  fs.mkdirSync(stale, { recursive: true });
   const options: Record<string, unknown> = { cache2: ['name=a,items=4,keysize=8,blocksize=16,math_initial=5', 'name=b,items=2,purge_lru=1'] };
   const master = new Server({ options, root: pino({ level: 'silent' }), role: 'master', workerId: 0 });
   await master.setupPlugins(LP, OWN);
   master.hooks.configure.call(options); // the master tells workers where its socket is
   const file = options['__cache-socket'] as string;
+  assert.equal(fs.existsSync(stale), false, 'the stale socket directory was removed');
   assert.ok(typeof file === 'string' && fs.statSync(file).isSocket(), 'the master listens on a UNIX socket');
   assert.equal(fs.statSync(file.slice(0, file.lastIndexOf('/'))).mode & 0o777, 0o700, 'in a private directory');
   const worker = new Server({ options: { ...options }, root: pino({ level: 'silent' }), role: 'worker', workerId: 1 });
