@@ -831,6 +831,7 @@ function registerActions(api: PluginApi, handleFor: (name: string | undefined) =
 
 const plugin = definePlugin<CacheApi>({
   name: 'cache',
+  provides: { routerActions: ['cache', 'cachestore', 'cache-store'] },
   version: '1.0.0',
   sdk: '^1.0.0',
   description: 'named caches shared by every worker, held by the master (--cache2)',
@@ -986,7 +987,4 @@ const plugin = definePlugin<CacheApi>({
   },
 });
 
-/** Router actions this plugin registers (for the loader's autoload by action). */
-export const routerActions = ['cache', 'cachestore', 'cache-store'] as const;
-
-export default Object.assign(plugin, { routerActions: [...routerActions] });
+export default plugin;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { spawn } from 'node:child_process';
 import pino from 'pino';
-import type { HeaderList, ListenerInfo, RouterActionFactory, Wire } from '../../sdk/index.js';
+import type { HeaderList, ListenerInfo, RouteRule, RouterActionFactory, Wire } from '../../sdk/index.js';
 import { Server } from '../../core/server.js';
 import { Ctx } from '../../core/context.js';
 import cachePlugin, { type CacheApi } from '../../plugins/cache/index.js';
@@ -46,8 +46,8 @@ test('router actions cache and cachestore (SDK registry, the core\'s request con
   const server = new Server({ options, root: pino({ level: 'silent' }), role: 'single', workerId: 1 });
   await server.setupPlugins([{ plugin: cachePlugin, origin: 'builtin', file: '', requested: 'cache' }], new Map([['cache', ['cache2', 'cache-expire-freq', 'cache-store-sync']]]));
   try {
-    assert.deepEqual((cachePlugin as unknown as { routerActions: string[] }).routerActions, ['cache', 'cachestore', 'cache-store']);
-    const rule = { source: 'test', expand: (t: string, ctx: { env: Record<string, unknown> }) => t.replace(/\$\{(\w+)\}/g, (_, v: string) => String(ctx.env[v] ?? '')) };
+    assert.deepEqual(cachePlugin.provides?.routerActions, ['cache', 'cachestore', 'cache-store']);
+    const rule = { source: 'test', option: 'route', text: 'test', template: () => { throw new Error('unused'); }, regex: (p: string) => new RegExp(p), expand: (t: string, ctx: { env: Record<string, unknown> }) => t.replace(/\$\{(\w+)\}/g, (_, v: string) => String(ctx.env[v] ?? '')) } as unknown as RouteRule;
     const get = server.routerActions.get('cache') as RouterActionFactory;
     const store = server.routerActions.get('cachestore') as RouterActionFactory;
     assert.ok(server.routerActions.get('cache-store'));
