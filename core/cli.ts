@@ -16,6 +16,9 @@ export function registerSubcommand(name: string, load: () => Promise<Subcommand>
   subcommands[name] = load;
 }
 
+// `uwcore spooler ls|retry|rm DIR ...` (implemented next to the spool format it reads)
+registerSubcommand('spooler', async () => (await import('../plugins/spooler/cli.js')).default);
+
 function optionLine(o: OptionSpec, shorts = true): string {
   const names = [`--${o.name}`, ...(o.alias ?? []).map((a) => `--${a}`)];
   if (shorts && o.short) names.unshift(`-${o.short}`);

@@ -12,6 +12,7 @@ import { createRootLogger, flushLogs } from './logger.js';
 import { importPlugin, type LoadedPlugin, type Origin } from './plugins.js';
 import { CPU_COUNT, Server, describeAddress } from './server.js';
 import { installRuntime } from './runtime.js';
+import { ServiceSupervisor, loadImports, runService } from './services.js';
 import { VERSION } from './version.js';
 import type { LoadedConfig } from './config/index.js';
 
@@ -140,6 +141,7 @@ export async function runSingle(cfg: LoadedConfig): Promise<void> {
     banner(root, server, cfg, false);
     await server.hooks.masterStart.promise();
     await server.hooks.workerStart.promise();
+    await loadImports(options);
     await server.loadApplication(process.cwd());
     needApp(server);
     server.seal();
@@ -206,6 +208,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
     plugins: cfg.plugins.map((p) => ({ file: p.file, origin: p.origin, requested: p.requested })),
     pluginOptions: [...cfg.pluginOptions],
   };
+  const services = new ServiceSupervisor({ server, root, boot, options });
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ exec: fileURLToPath(new URL('./worker-main.js', import.meta.url)), serialization: 'advanced', args: [] });
 
@@ -268,6 +271,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
   try {
     const ws = await Promise.all(slots.map((s) => spawn(s)));
     ws.forEach((w, i) => attach(slots[i]!, w));
+    await services.start();
   } catch (e) {
     state = 'stopping';
     for (const id in cluster.workers) cluster.workers[id]?.process.kill('SIGKILL');
@@ -329,9 +333,10 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
     const alive = Object.values(cluster.workers ?? {}).filter((w): w is ClusterWorker => !!w);
     const exits = alive.map((w) => new Promise<void>((r) => { if (w.isDead()) r(); else w.once('exit', () => r()); }));
     for (const w of alive) { if (w.isConnected()) w.send({ t: 'uw:stop', mercy }); else w.process.kill('SIGTERM'); }
+    const servicesStopped = services.stop(mercy * 1000);
     const t = setTimeout(() => { root.warn('workers did not stop in time: killing them'); for (const w of alive) w.process.kill('SIGKILL'); }, mercy * 1000 + 3000);
     t.unref();
-    await Promise.all(exits);
+    await Promise.all([...exits, servicesStopped]);
     clearTimeout(t);
     await server.runClose();
     cleanup();
@@ -363,6 +368,7 @@ export async function runWorker(): Promise<void> {
     process.once('message', (m: BootMessage) => resolve(m));
     process.send!({ t: 'uw:hello' });
   });
+  if (msg.role === 'service') return runService(msg);
   const { options } = msg;
   const root = createRootLogger({ ...logSetup(options), bindings: { worker: msg.workerId } });
   let server: Server | undefined;
@@ -382,6 +388,7 @@ export async function runWorker(): Promise<void> {
     installSlot(srv, () => { if (process.connected) process.kill(process.ppid, 'SIGHUP'); });
     await srv.setupPlugins(plugins, new Map(msg.pluginOptions));
     await srv.hooks.workerStart.promise();
+    await loadImports(options);
     await srv.loadApplication(process.cwd());
     needApp(srv);
     srv.seal();

@@ -32,27 +32,28 @@ export function cache(name?: string): unknown {
   return api.cache(name);
 }
 
-/** Declare a spooler task: `spool(fn)` or `spool(name, fn)`; `.spool(args)` enqueues it durably. */
-export function spool(nameOrFn: string | ((...a: unknown[]) => unknown), fn?: (...a: unknown[]) => unknown): unknown {
-  const api = slot()?.plugin('spooler') as { spool?: (n: unknown, f?: unknown) => unknown } | undefined;
-  if (!api?.spool) {
+type TaskFn = (...a: any[]) => unknown;
+function declareTask(method: 'spool' | 'spoolRaw' | 'spoolForever', nameOrFn: string | TaskFn, fn?: TaskFn): unknown {
+  const api = slot()?.plugin('spooler') as Record<string, ((n: unknown, f?: unknown) => unknown) | undefined> | undefined;
+  const declare = api?.[method];
+  if (!declare) {
     // declaring is allowed anywhere (a tasks module may be imported by tools); enqueueing needs the spooler
-    const f = typeof nameOrFn === 'function' ? nameOrFn : fn!;
-    const task = Object.assign(f, {
+    const f = typeof nameOrFn === 'function' ? nameOrFn : fn ?? (() => { throw new UwError(Codes.NOT_ENABLED, 'the spooler is not enabled in this server: start uwcore with --spooler DIR'); });
+    return Object.assign(f, {
       spool: async () => { throw new UwError(Codes.NOT_ENABLED, 'the spooler is not enabled in this server: start uwcore with --spooler DIR'); },
     });
-    return task;
   }
-  return api.spool(nameOrFn, fn);
+  return declare(nameOrFn, fn);
 }
-spool.raw = (nameOrFn: string | ((...a: unknown[]) => unknown), fn?: (...a: unknown[]) => unknown): unknown => {
-  const api = feature<{ spoolRaw: (n: unknown, f?: unknown) => unknown }>('spooler', 'the spooler', 'start uwcore with --spooler DIR');
-  return api.spoolRaw(nameOrFn, fn);
-};
-spool.forever = (nameOrFn: string | ((...a: unknown[]) => unknown), fn?: (...a: unknown[]) => unknown): unknown => {
-  const api = feature<{ spoolForever: (n: unknown, f?: unknown) => unknown }>('spooler', 'the spooler', 'start uwcore with --spooler DIR');
-  return api.spoolForever(nameOrFn, fn);
-};
+
+/** Declare a spooler task: `spool(fn)` or `spool(name, fn)`; `.spool(args, { at, priority, body, spooler })` enqueues it durably. */
+export function spool(nameOrFn: string | TaskFn, fn?: TaskFn): unknown {
+  return declareTask('spool', nameOrFn, fn);
+}
+/** uWSGI's @spoolraw: the function's return code (SPOOL_OK / SPOOL_RETRY / SPOOL_IGNORE) is used as is. */
+spool.raw = (nameOrFn: string | TaskFn, fn?: TaskFn): unknown => declareTask('spoolRaw', nameOrFn, fn);
+/** uWSGI's @spoolforever: the task runs again at every scan. */
+spool.forever = (nameOrFn: string | TaskFn, fn?: TaskFn): unknown => declareTask('spoolForever', nameOrFn, fn);
 
 /** Spooler task return codes (uWSGI's values). */
 export const SPOOL_OK = -2;
