@@ -29,7 +29,7 @@ export function encodePacket(vars: Array<[string, string]>, body?: Buffer | null
   for (const [k, v] of vars) {
     const kb = Buffer.from(k, 'utf8');
     const vb = Buffer.from(v, 'utf8');
-    if (kb.length > 0xffff || vb.length > 0xffff) throw Object.assign(new Error(`arg ${JSON.stringify(k.slice(0, 40))} is ${Math.max(kb.length, vb.length)} bytes; one key or value may hold at most 65535 bytes`), { tooBig: true });
+    if (kb.length > 0xffff || vb.length > 0xffff) throw Object.assign(new Error(`arg ${JSON.stringify(k.slice(0, 40))} is ${Math.max(kb.length, vb.length)} bytes; one key or value may hold at most 65535 bytes: pass large data as \`body\``), { tooBig: true });
     enc.push([kb, vb]);
     size += 4 + kb.length + vb.length;
   }

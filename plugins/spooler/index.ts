@@ -241,7 +241,6 @@ export default definePlugin<SpoolerApi>({
 });
 
 async function runSpooler(api: PluginApi, log: Logger, signal: AbortSignal, index: number, spool: SpoolDir, registry: Map<string, { fn: TaskFn; kind: TaskKind }>, opts: { frequencyMs: number; retryDelayMs: number; maxRetries: number; maxTasks: number }): Promise<void> {
-  log.info({ dir: spool.dir }, `spawned the uwcore spooler on dir ${spool.dir} with pid ${process.pid}`);
   let last: RunnerReport = { done: 0, failed: 0, retried: 0, running: null };
   let pending: Promise<unknown> | null = null;
   let timer: NodeJS.Timeout | null = null;
@@ -257,6 +256,7 @@ async function runSpooler(api: PluginApi, log: Logger, signal: AbortSignal, inde
   const schedule = () => { if (!timer) { timer = setTimeout(flush, 250); timer.unref(); } };
   const runner = new Runner(spool, (n) => registry.get(n), opts, log, signal, schedule);
   await api.rpc.call('hello', { index, pid: process.pid, names: [...registry.keys()] }).catch(() => undefined);
+  log.info({ dir: spool.dir, tasks: [...registry.keys()] }, `spawned the uwcore spooler on dir ${spool.dir} with pid ${process.pid}`);
   const why = await runner.run();
   if (timer) clearTimeout(timer);
   flush();
