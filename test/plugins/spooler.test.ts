@@ -3,6 +3,7 @@
 // graceful stop and bad input. Every server is the real CLI on a free port.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT, freePort, httpGet, runUwcore, startUwcore, tmpDir, type Running } from '../helpers/server.js';
@@ -299,6 +300,12 @@ test('SIGTERM lets the running task finish; --spooler-max-tasks recycles; --spoo
   const hang = await spool(s.port, 'hang', { until: 1 });
   await s.r.waitFor(/\*\*\* HARAKIRI ON THE SPOOLER \(pid: \d+\) \*\*\* task uwsgi_spoolfile_on_\S+ ran for more than 1 s/, 5000);
   await until('hang reran and returned', () => runs(log).filter((x) => x.id === hang.id).length === 2, 8000);
+  // SIGHUP replaces the spooler process too (new code)
+  const oldPid = runs(log).filter((x) => x.id === hang.id).at(-1)!.pid;
+  s.r.proc.kill('SIGHUP');
+  await s.r.waitFor(/spooler 1 reloaded \(new pid: \d+\)/, 8000);
+  await s.r.waitFor(new RegExp(`spooler on dir .* \\(pid ${oldPid}\\) stopped after`), 8000);
+  await s.r.waitFor(/worker 1 reloaded/, 8000);
   // graceful stop: the running task completes, exit 0, nothing left behind
   const slow = await spool(s.port, 'slow', { ms: 600 });
   await until('slow started', () => runs(log).find((x) => x.id === slow.id && x.phase === 'start'), 5000);
@@ -333,4 +340,78 @@ test('a spooler directory that cannot be created or written stops startup with o
   const r3 = await runUwcore(['spooler', 'ls', path.join(base, 'missing')]);
   assert.equal(r3.code, 2);
   assert.match(r3.stderr, /is not a spool directory/);
+});
+
+// ---------------------------------------------------------------------------------------------
+// interoperability
+
+test('the seed example through nginx (uwsgi_pass when --uwsgi-socket exists, else proxy_pass)', async (t) => {
+  if (spawnSync('nginx', ['-v']).status !== 0) { t.skip('nginx is not installed'); return; }
+  const help = await runUwcore(['--help']);
+  const uwsgiSocket = help.stdout.includes('--uwsgi-socket');
+  const dir = tmpDir('uwcore-spool-nginx-');
+  for (const f of ['app.js', 'tasks.js']) fs.copyFileSync(path.join(ROOT, 'examples/spooler', f), path.join(dir, f));
+  const up = await freePort();
+  const np = await freePort();
+  const ini = fs.readFileSync(path.join(ROOT, 'examples/spooler/uwsgi-config.ini'), 'utf8')
+    .replace(/^http = .*$/m, uwsgiSocket ? `uwsgi-socket = 127.0.0.1:${up}` : `http = 127.0.0.1:${up}`);
+  fs.writeFileSync(path.join(dir, 'uwsgi-config.ini'), ini);
+  const r = await startUwcore([path.join(dir, 'uwsgi-config.ini')], { cwd: dir });
+  running.push(r);
+  await r.waitFor(/spawned the uwcore spooler on dir/);
+  const pass = uwsgiSocket ? `include /etc/nginx/uwsgi_params; uwsgi_pass 127.0.0.1:${up};` : `proxy_pass http://127.0.0.1:${up};`;
+  fs.mkdirSync(path.join(dir, 'ngx'));
+  fs.writeFileSync(path.join(dir, 'ngx/nginx.conf'), `daemon off; worker_processes 1; pid ${dir}/ngx/nginx.pid; error_log ${dir}/ngx/error.log;
+events { worker_connections 64; }
+http { access_log off; client_body_temp_path ${dir}/ngx/b; proxy_temp_path ${dir}/ngx/p; fastcgi_temp_path ${dir}/ngx/f; uwsgi_temp_path ${dir}/ngx/u; scgi_temp_path ${dir}/ngx/s;
+  server { listen 127.0.0.1:${np}; location / { ${pass} } } }
+`);
+  const ngx = spawn('nginx', ['-p', path.join(dir, 'ngx'), '-c', path.join(dir, 'ngx/nginx.conf'), '-e', path.join(dir, 'ngx/error.log')], { stdio: 'ignore' });
+  try {
+    let res = await httpGet(np, '/').catch(() => null);
+    for (let i = 0; i < 50 && (!res || res.status === 0); i++) { await new Promise((x) => setTimeout(x, 100)); res = await httpGet(np, '/').catch(() => null); }
+    assert.equal(res!.status, 200);
+    assert.equal(res!.body.toString(), 'Hello World');
+    const res2 = await httpGet(np, '/');
+    assert.equal(res2.body.toString(), 'Hello World');
+    await until('two Send email lines', () => r.output().split('\n').filter((l) => l === 'Send email to someone@no.spam').length >= 2, 5000);
+  } finally {
+    ngx.kill('SIGKILL');
+  }
+  assert.equal(await r.stop(), 0);
+});
+
+test('uWSGI 2.0\'s own spooler runs a task file written by uwcore', async (t) => {
+  if (spawnSync('uwsgi', ['--plugin', 'python3', '--version']).status !== 0) { t.skip('uwsgi with the python3 plugin is not installed'); return; }
+  const base = tmpDir('uwcore-spool-uwsgi-');
+  const dir = path.join(base, 'q');
+  const out = path.join(base, 'out.txt');
+  fs.writeFileSync(path.join(base, 'spool.py'), [
+    'import uwsgi, json, os',
+    'def handler(env):',
+    "    with open(os.environ['OUT'], 'a') as f:",
+    "        f.write(json.dumps({(k.decode() if isinstance(k, bytes) else k): (v.decode('latin1') if isinstance(v, bytes) else v) for k, v in env.items()}) + '\\n')",
+    '    return uwsgi.SPOOL_OK',
+    'uwsgi.spooler = handler', ''].join('\n'));
+  const { SpoolDir } = await import('../../plugins/spooler/queue.js');
+  const { encodePacket, argsToVars } = await import('../../plugins/spooler/format.js');
+  const s = SpoolDir.prepare(dir);
+  const { vars, json } = argsToVars({ email_address: 'someone@no.spam', n: 7 });
+  const id = await s.enqueue(encodePacket([...vars, ['ud_spool_func', 'send_email'], ['ud_spool_ret', '-2'], ['uwcore_json', JSON.stringify(json)], ['uwcore_body_size', '5']], Buffer.from('hello')), {});
+  const port = await freePort();
+  const u = spawn('uwsgi', ['--plugin', 'python3', '--master', '--die-on-term', '--spooler', dir, '--spooler-frequency', '1', '--pyimport', path.join(base, 'spool.py'), '--http-socket', `127.0.0.1:${port}`],
+    { cwd: base, env: { ...process.env, OUT: out }, stdio: 'ignore', detached: true });
+  try {
+    const line = await until('uWSGI ran the task', () => { try { return fs.readFileSync(out, 'utf8').split('\n')[0] || null; } catch { return null; } }, 10_000);
+    const got = JSON.parse(line) as Record<string, string>;
+    assert.equal(got.spooler_task_name, id);
+    assert.equal(got.email_address, 'someone@no.spam');
+    assert.equal(got.n, '7');
+    assert.equal(got.ud_spool_func, 'send_email');
+    assert.equal(got.body, 'hello');
+    await until('uWSGI deleted it', () => !fs.existsSync(path.join(dir, id)), 3000);
+  } finally {
+    // uWSGI runs in its own process group: end it with its spooler and worker
+    try { process.kill(-u.pid!, 'SIGKILL'); } catch { /* gone */ }
+  }
 });
