@@ -72,6 +72,7 @@ export class Runner {
   async run(): Promise<'stopped' | 'recycle'> {
     fs.mkdirSync(this.mine, { recursive: true, mode: 0o750 });
     this.recover(true);
+    this.housekeeping();
     this.watch(this.spool.dir);
     this.signal.addEventListener('abort', () => this.poke(), { once: true });
     try {
@@ -97,7 +98,7 @@ export class Runner {
           }
           const claimed = path.join(this.mine, t.id);
           try { fs.renameSync(t.file, claimed); } catch { continue; } // another process took it
-          await this.execute(t, claimed, null);
+          await this.execute(t, claimed);
           ran++;
           if (this.opts.maxTasks > 0 && this.done + this.failed + this.retried >= this.opts.maxTasks) {
             this.log.info(`maximum number of tasks reached (${this.opts.maxTasks}) recycling ...`);
@@ -119,6 +120,27 @@ export class Runner {
       this.watchers.clear();
       try { fs.rmdirSync(this.mine); } catch { /* a task is still in it (killed mid-run): recovered later */ }
     }
+  }
+
+  /** Remove what crashes leave behind: temp files of writes that never completed (never acknowledged,
+   *  so never promised to anyone) and bookkeeping of tasks that no longer exist. */
+  housekeeping(): void {
+    const now = Date.now();
+    try {
+      for (const n of fs.readdirSync(this.spool.tmp)) {
+        const f = path.join(this.spool.tmp, n);
+        try { if (now - fs.statSync(f).ctimeMs > 3600_000) { fs.unlinkSync(f); this.log.info({ file: f }, `removed ${f}: an enqueue interrupted more than an hour ago`); } } catch { /* gone */ }
+      }
+    } catch { /* no tmp dir */ }
+    try {
+      const metas = fs.readdirSync(this.spool.meta).filter((n) => n.endsWith('.json'));
+      if (!metas.length) return;
+      const live = new Set([...this.spool.listQueued(now), ...this.spool.listRunning(), ...this.spool.listFailed()].map((t) => t.id));
+      for (const n of metas) {
+        const f = path.join(this.spool.meta, n);
+        try { if (!live.has(n.slice(0, -5)) && now - fs.statSync(f).mtimeMs > 60_000) fs.unlinkSync(f); } catch { /* gone */ }
+      }
+    } catch { /* no meta dir */ }
   }
 
   /** Move tasks left in running/<pid> by dead processes back into the queue (each run counts as an attempt). */
@@ -192,7 +214,7 @@ export class Runner {
     this.retried++;
   }
 
-  private async execute(t: TaskEntry, claimed: string, _unused: null): Promise<void> {
+  private async execute(t: TaskEntry, claimed: string): Promise<void> {
     const id = t.id;
     let buf: Buffer;
     try { buf = fs.readFileSync(claimed); } catch { return; }
@@ -219,6 +241,7 @@ export class Runner {
     const started = performance.now();
     let outcome: 'ok' | 'retry' | 'forever';
     let error = '';
+    let thrown: Error | undefined;
     try {
       if (!entry) {
         outcome = 'retry';
@@ -234,10 +257,9 @@ export class Runner {
         try {
           r = await entry.fn(args, ctx);
         } catch (e) {
-          r = e instanceof Error ? e : new Error(String(e));
-          outcome = 'retry';
-          error = (r as Error).stack?.split('\n').slice(0, 2).join(' ').replace(/\s+/g, ' ') ?? String(e);
-          if ((r as Error).message) error = `${(r as Error).name === 'Error' ? '' : (r as Error).name + ': '}${(r as Error).message}`;
+          const err = e instanceof Error ? e : new Error(String(e));
+          error = `${err.name === 'Error' ? '' : err.name + ': '}${err.message || 'threw without a message'}`;
+          thrown = err;
         }
         if (error) outcome = 'retry';
         else if (kind === 'raw') {
@@ -265,7 +287,7 @@ export class Runner {
     } else {
       const m: Meta = { ...(meta ?? { attempts: 0 }), attempts: attempt, lastError: error, lastAttemptAt: Date.now() };
       const delay = this.backoff(attempt);
-      if (attempt <= this.opts.maxRetries) this.log.warn({ task: id, fn: name, attempt, error }, `task ${id} (${name || '?'}) failed (attempt ${attempt} of ${this.opts.maxRetries + 1}): ${error}; retrying in ${(delay / 1000).toFixed(1)} s`);
+      if (attempt <= this.opts.maxRetries) this.log.warn({ task: id, fn: name, attempt, error, ...(thrown ? { err: thrown } : {}) }, `task ${id} (${name || '?'}) failed (attempt ${attempt} of ${this.opts.maxRetries + 1}): ${error}; retrying in ${(delay / 1000).toFixed(1)} s`);
       this.settle(id, claimed, p, m, delay);
     }
     this.onChange();
