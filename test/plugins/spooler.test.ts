@@ -232,6 +232,29 @@ test('bad input: one clear error each, nothing queued', async () => {
   const at = await spool(A.port, 'record', {}, { at: 'soon' });
   assert.match(at.message!, /invalid `at`/);
   assert.equal(count(), before);
+  // a directory that cannot be written at enqueue time: the error names the errno, nothing is queued
+  const tmp2 = path.join(A.dir2, 'tmp');
+  fs.renameSync(tmp2, `${tmp2}.away`);
+  fs.writeFileSync(tmp2, 'in the way');
+  try {
+    const w = await spool(A.port, 'record', { n: 'nowhere' }, { spooler: A.dir2 });
+    assert.equal(w.error, 'UW_ERR_SPOOLER_WRITE');
+    assert.match(w.message!, /cannot write task record to spooler .*q2: ENOTDIR; the task was not queued/);
+  } finally {
+    fs.unlinkSync(tmp2);
+    fs.renameSync(`${tmp2}.away`, tmp2);
+  }
+});
+
+test('a task naming a function the spooler does not have retries, then fails with a clear error', async () => {
+  const { SpoolDir } = await import('../../plugins/spooler/queue.js');
+  const { encodePacket } = await import('../../plugins/spooler/format.js');
+  const id = await new SpoolDir(A.dir1).enqueue(encodePacket([['ud_spool_func', 'nobody'], ['ud_spool_ret', '-2']]), {});
+  await until('failed', () => fs.existsSync(path.join(A.dir1, 'failed', id)), 5000);
+  const meta = JSON.parse(fs.readFileSync(path.join(A.dir1, 'meta', `${id}.json`), 'utf8')) as { attempts: number; lastError: string };
+  assert.equal(meta.attempts, 3);
+  assert.match(meta.lastError, /unable to find the spooler function `nobody`: load its module into the spooler process with --import FILE or --spooler-import FILE/);
+  assert.equal((await runUwcore(['spooler', 'rm', A.dir1, id])).code, 0);
 });
 
 test('a corrupt or truncated spool file is moved aside with a log line; the spooler keeps going', async () => {
