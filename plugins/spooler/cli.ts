@@ -93,9 +93,9 @@ export default async function spoolerCommand(argv: string[]): Promise<number> {
       continue;
     }
     // retry: back to the queue, runnable now, attempts reset (the last error is kept for reference)
-    let prio: number | null = t.priority;
-    try { const p = s.readPacket(t.file).vars.get('priority'); if (p !== undefined && /^\d{1,10}$/.test(p)) prio = Number(p); } catch { /* corrupt: the spooler moves it aside */ }
-    const q = s.queueDir(prio);
+    let prio: string | number | null = t.priority;
+    try { const p = s.readPacket(t.file).vars.get('priority'); if (p !== undefined && /^\d{1,10}$/.test(p)) prio = p; } catch { /* corrupt: the spooler moves it aside */ }
+    const q = t.state === 'queued' || t.state === 'scheduled' ? path.dirname(t.file) : s.queueDir(prio);
     const m = s.readMeta(t.id);
     try {
       if (m) s.writeMeta(t.id, { attempts: 0, ...(m.lastError ? { lastError: m.lastError } : {}) });

@@ -101,7 +101,8 @@ export class SpoolDir {
     return s.sync();
   }
 
-  queueDir(priority: number | null): string {
+  /** where tasks of a priority wait (a priority var as written, e.g. uWSGI's "007", names its directory) */
+  queueDir(priority: number | string | null): string {
     return priority === null ? this.dir : path.join(this.dir, String(priority));
   }
 
@@ -156,11 +157,11 @@ export class SpoolDir {
   // ---------------------------------------------------------------------------------------------
   // listing
 
-  /** Priority subdirectories present, ascending. */
-  priorities(): number[] {
+  /** Priority subdirectories present (numeric names), lowest first. */
+  priorities(): Array<{ name: string; n: number }> {
     let ents: fs.Dirent[];
     try { ents = fs.readdirSync(this.dir, { withFileTypes: true }); } catch { return []; }
-    return ents.filter((e) => e.isDirectory() && /^\d{1,10}$/.test(e.name)).map((e) => Number(e.name)).sort((a, b) => a - b);
+    return ents.filter((e) => e.isDirectory() && /^\d{1,10}$/.test(e.name)).map((e) => ({ name: e.name, n: Number(e.name) })).sort((a, b) => a.n - b.n || (a.name < b.name ? -1 : 1));
   }
 
   /** Queued task files (ready and scheduled), in run order: priority dirs ascending, then the top level. */
@@ -181,7 +182,7 @@ export class SpoolDir {
       part.sort((a, b) => a.runAt - b.runAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       out.push(...part);
     };
-    for (const p of this.priorities()) scan(this.queueDir(p), p);
+    for (const p of this.priorities()) scan(this.queueDir(p.name), p.n);
     scan(this.dir, null);
     return out;
   }
@@ -216,7 +217,7 @@ export class SpoolDir {
     let n = 0;
     const count = (d: string) => { try { for (const f of fs.readdirSync(d)) if (isTaskName(f)) n++; } catch { /* gone */ } };
     count(this.dir);
-    for (const p of this.priorities()) count(this.queueDir(p));
+    for (const p of this.priorities()) count(this.queueDir(p.name));
     return n;
   }
 

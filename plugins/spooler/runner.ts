@@ -84,7 +84,7 @@ export class Runner {
         this.dirty = false;
         const list = this.spool.listQueued(now);
         const scanMs = performance.now() - t0;
-        for (const p of this.spool.priorities()) this.watch(this.spool.queueDir(p));
+        for (const p of this.spool.priorities()) this.watch(this.spool.queueDir(p.name));
         let nextAt = Infinity;
         let ran = 0;
         const batchStart = performance.now();
@@ -203,7 +203,7 @@ export class Runner {
     meta.nextRunAt = next;
     this.spool.writeMeta(id, meta);
     const prio = p.vars.get('priority');
-    const q = this.spool.queueDir(prio !== undefined && /^\d{1,10}$/.test(prio) ? Number(prio) : null);
+    const q = this.spool.queueDir(prio !== undefined && /^\d{1,10}$/.test(prio) ? prio : null);
     try {
       fs.utimesSync(claimed, next / 1000, next / 1000);
       try { fs.mkdirSync(q, { mode: 0o750 }); } catch { /* exists */ }

@@ -101,3 +101,20 @@ test('master side: one service process per dir × --spooler-processes; stats add
   assert.deepEqual(rpc.names!({ dir: dirs[0] }), ['send_email']);
   assert.equal(rpc.names!({ dir: '/elsewhere' }), null);
 });
+
+test('priority directories are scanned lowest first, whatever their spelling (uWSGI writes them as given)', () => {
+  const dir = path.join(tmpDir('uwcore-spool-prio-'), 'q');
+  const s = SpoolDir.prepare(dir);
+  const put = (sub: string, name: string) => {
+    fs.mkdirSync(path.join(dir, sub), { recursive: true });
+    fs.writeFileSync(path.join(dir, sub, name), encodePacket([['k', name]]));
+  };
+  put('', 'uwsgi_spoolfile_on_none');
+  put('007', 'uwsgi_spoolfile_on_p7');
+  put('2', 'uwsgi_spoolfile_on_p2');
+  put('10', 'uwsgi_spoolfile_on_p10');
+  put('tmp', 'uwsgi_spoolfile_on_in_tmp');
+  assert.deepEqual(s.listQueued().map((t) => [t.id, t.priority]), [
+    ['uwsgi_spoolfile_on_p2', 2], ['uwsgi_spoolfile_on_p7', 7], ['uwsgi_spoolfile_on_p10', 10], ['uwsgi_spoolfile_on_none', null],
+  ]);
+});
