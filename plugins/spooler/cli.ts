@@ -46,7 +46,8 @@ function open(dir: string | undefined, out: NodeJS.WritableStream): SpoolDir | n
 
 export default async function spoolerCommand(argv: string[]): Promise<number> {
   const [cmd, dir, ...rest] = argv;
-  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') { process.stdout.write(USAGE); return cmd ? 0 : 2; }
+  if (!cmd) { process.stderr.write(USAGE); return 2; }
+  if (cmd === '--help' || cmd === '-h' || cmd === 'help') { process.stdout.write(USAGE); return 0; }
   if (!['ls', 'list', 'retry', 'rm'].includes(cmd)) { process.stderr.write(`uwcore: unknown spooler command ${JSON.stringify(cmd)}\n${USAGE}`); return 2; }
   const s = open(dir, process.stderr);
   if (!s) return 2;

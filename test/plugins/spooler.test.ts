@@ -360,6 +360,9 @@ test('a spooler directory that cannot be created or written stops startup with o
     assert.equal(r2.code, 1);
     assert.match(r2.stderr, /UW_ERR_SPOOLER_DIR.*cannot be written/);
   }
+  const r4 = await runUwcore(['--http', '127.0.0.1:0', '--spooler', path.join(base, 'q'), '--spooler-import', path.join(base, 'nothere.js')]);
+  assert.equal(r4.code, 1);
+  assert.match(r4.stderr, /UW_ERR_APP_NOT_FOUND: module .*nothere\.js not found \(--spooler-import\)/);
   const r3 = await runUwcore(['spooler', 'ls', path.join(base, 'missing')]);
   assert.equal(r3.code, 2);
   assert.match(r3.stderr, /is not a spool directory/);
