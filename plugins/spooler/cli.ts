@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { summarizeArgs } from './format.js';
-import { SpoolDir, pidAlive, type TaskEntry } from './queue.js';
+import { SpoolDir, ownerAlive, type TaskEntry } from './queue.js';
 
 const USAGE = `Usage: uwcore spooler ls DIR [--json]          list queued, scheduled, running and failed tasks
        uwcore spooler retry DIR ID... | --all   run failed or scheduled tasks again now (attempts reset)
@@ -30,7 +30,7 @@ function describe(s: SpoolDir, t: TaskEntry) {
   return {
     state: t.state, id: t.id, function: fn, args, priority: t.priority, attempts: m?.attempts ?? 0,
     next_run: t.state === 'queued' || t.state === 'scheduled' ? t.runAt : null, pid: t.pid ?? null,
-    pid_alive: t.pid ? pidAlive(t.pid) : null, last_error: m?.lastError ?? null, failed_at: m?.failedAt ?? null,
+    pid_alive: t.pid ? ownerAlive(path.dirname(t.file), t.pid) : null, last_error: m?.lastError ?? null, failed_at: m?.failedAt ?? null,
   };
 }
 
@@ -82,7 +82,7 @@ export default async function spoolerCommand(argv: string[]): Promise<number> {
     targets.push(t);
   }
   for (const t of targets) {
-    if (t.state === 'running' && t.pid && pidAlive(t.pid)) {
+    if (t.state === 'running' && t.pid && ownerAlive(path.dirname(t.file), t.pid)) {
       process.stderr.write(`uwcore: UW_ERR_SPOOLER_RUNNING: task ${t.id} is running in spooler process ${t.pid}; wait for it (or kill that process: the task is then retried)\n`);
       code = 1;
       continue;

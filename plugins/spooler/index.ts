@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { definePlugin, type Logger, type PluginApi, type StatsDocument } from '../../sdk/index.js';
-import { SPOOL_OK, SPOOL_RETRY, argsToVars, encodePacket } from './format.js';
+import { SPOOL_OK, SPOOL_RETRY, argsToVars, encodePacket, isTaskName } from './format.js';
 import { SpoolDir } from './queue.js';
 import { Runner, type RunnerReport, type TaskFn, type TaskKind } from './runner.js';
 
@@ -219,7 +219,7 @@ export default definePlugin<SpoolerApi>({
             if (killed.has(s.pid)) continue;
             const d = path.join(spools.get(s.dir)!.running, String(s.pid));
             let names: string[];
-            try { names = fs.readdirSync(d); } catch { continue; }
+            try { names = fs.readdirSync(d).filter(isTaskName); } catch { continue; }
             for (const n of names) {
               let st: fs.Stats;
               try { st = fs.statSync(path.join(d, n)); } catch { continue; }

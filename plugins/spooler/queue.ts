@@ -237,6 +237,26 @@ export class SpoolDir {
   }
 }
 
+/** A process's start time (clock ticks since boot, /proc/PID/stat field 22), or null where unknown. */
+export function procStart(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch { return null; }
+}
+
+/** The file in running/<pid>/ recording which process (pid + start time) owns the directory. */
+export const OWNER_FILE = '.owner';
+
+/** Is the process that owns running/<pid>/ still alive? A reused pid (another start time) is not. */
+export function ownerAlive(runningDir: string, pid: number): boolean {
+  if (!pidAlive(pid)) return false;
+  let recorded: string | null = null;
+  try { recorded = fs.readFileSync(path.join(runningDir, OWNER_FILE), 'utf8').trim() || null; } catch { /* older layout */ }
+  const now = procStart(pid);
+  return recorded === null || now === null || recorded === now;
+}
+
 /** Is this pid a live process that could be a uwcore spooler? (a reused pid of another program is not) */
 export function pidAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;

@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../sdk/index.js';
-import { CorruptSpoolFile, SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY, decodePacket, varsToArgs, type Packet } from './format.js';
-import { SpoolDir, pidAlive, type Meta, type TaskEntry } from './queue.js';
+import { CorruptSpoolFile, SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY, decodePacket, isTaskName, varsToArgs, type Packet } from './format.js';
+import { OWNER_FILE, SpoolDir, ownerAlive, procStart, type Meta, type TaskEntry } from './queue.js';
 
 export type TaskKind = 'spool' | 'raw' | 'forever';
 export interface TaskContext {
@@ -72,6 +72,7 @@ export class Runner {
   async run(): Promise<'stopped' | 'recycle'> {
     fs.mkdirSync(this.mine, { recursive: true, mode: 0o750 });
     this.recover(true);
+    fs.writeFileSync(path.join(this.mine, OWNER_FILE), `${procStart(process.pid) ?? ''}\n`);
     this.housekeeping();
     this.watch(this.spool.dir);
     this.signal.addEventListener('abort', () => this.poke(), { once: true });
@@ -118,7 +119,7 @@ export class Runner {
     } finally {
       for (const w of this.watchers.values()) w.close();
       this.watchers.clear();
-      try { fs.rmdirSync(this.mine); } catch { /* a task is still in it (killed mid-run): recovered later */ }
+      try { fs.rmSync(path.join(this.mine, OWNER_FILE), { force: true }); fs.rmdirSync(this.mine); } catch { /* a task is still in it: recovered later */ }
     }
   }
 
@@ -152,17 +153,17 @@ export class Runner {
       if (!/^\d+$/.test(o)) continue;
       const pid = Number(o);
       const own = pid === process.pid;
-      if (own ? !startup : pidAlive(pid)) continue;
       const d = path.join(this.spool.running, o);
+      if (own ? !startup : ownerAlive(d, pid)) continue;
       let names: string[];
-      try { names = fs.readdirSync(d); } catch { continue; }
+      try { names = fs.readdirSync(d).filter(isTaskName); } catch { continue; }
       for (const n of names) {
         const claimed = path.join(this.mine, n);
         if (!own) { try { fs.renameSync(path.join(d, n), claimed); } catch { continue; } }
         this.log.warn({ task: n, pid }, `task ${n} was interrupted (spooler process ${pid} stopped while running it): running it again`);
         this.interrupted(n, claimed, pid);
       }
-      if (!own) { try { fs.rmdirSync(d); } catch { /* another process is recovering it too */ } }
+      if (!own) { try { fs.rmSync(path.join(d, OWNER_FILE), { force: true }); fs.rmdirSync(d); } catch { /* another process is recovering it too */ } }
     }
   }
 
