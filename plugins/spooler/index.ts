@@ -132,13 +132,13 @@ export default definePlugin<SpoolerApi>({
         if (at !== undefined) vars.push(['at', String(Math.floor(at / 1000))]);
         if (opts.spooler !== undefined) vars.push(['spooler', spool.dir]);
         if (body) vars.push(['uwcore_body_size', String(body.length)]);
-        packet = encodePacket(vars, body);
+        packet = encodePacket(vars, null); // the vars block; the body is appended as it is
       } catch (e) {
         throw fail('UW_ERR_SPOOLER_ARGS', `cannot spool task ${name}: ${(e as Error).message}`);
       }
       await checkName(spool, name);
       try {
-        return await spool.enqueue(packet, { at, priority });
+        return await spool.enqueue(packet, { at, priority, body });
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
         throw fail('UW_ERR_SPOOLER_WRITE', `cannot write task ${name} to spooler ${spool.dir}: ${err.code ?? err.message}${err.code === 'EACCES' || err.code === 'EPERM' ? ' (permission denied: the directory must be writable by the server\'s user)' : err.code === 'ENOSPC' ? ' (the disk is full)' : ''}; the task was not queued`);

@@ -106,14 +106,16 @@ export class SpoolDir {
     return priority === null ? this.dir : path.join(this.dir, String(priority));
   }
 
-  /** Durably write a task: temp file, fsync, rename into place, fsync the directory. Resolves to the id. */
-  async enqueue(packet: Buffer, opts: { at?: number | undefined; priority?: number | null | undefined }): Promise<string> {
+  /** Durably write a task (the packet, then `body` when given separately): temp file, fsync, rename into
+   *  place, fsync the directory. Resolves to the id. */
+  async enqueue(packet: Buffer, opts: { at?: number | undefined; priority?: number | null | undefined; body?: Buffer | null }): Promise<string> {
     const id = newTaskId();
     const tmp = path.join(this.tmp, id);
     const fh = await fsp.open(tmp, 'wx', 0o600);
     try {
       try {
         await fh.writeFile(packet);
+        if (opts.body && opts.body.length) await fh.writeFile(opts.body); // appended: a big body is never copied
         if (opts.at !== undefined) await fh.utimes(opts.at / 1000, opts.at / 1000);
         await fh.sync();
       } finally {
