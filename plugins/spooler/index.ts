@@ -107,6 +107,8 @@ export default definePlugin<SpoolerApi>({
 
     const enqueue = async (name: string, args: Record<string, unknown> = {}, opts: SpoolOptions = {}, kind: TaskKind = 'spool'): Promise<string> => {
       if (typeof name !== 'string' || name === '') throw fail('UW_ERR_SPOOLER_ARGS', 'a task needs a function name');
+      opts ??= {};
+      if (args === undefined) args = {};
       if (args === null || typeof args !== 'object' || Array.isArray(args)) throw fail('UW_ERR_SPOOLER_ARGS', `task ${name}: args must be an object of strings or JSON values, got ${Array.isArray(args) ? 'an array' : args === null ? 'null' : typeof args}`);
       const spool = pickSpool(opts.spooler);
       const at = toMs(opts.at);
