@@ -18,6 +18,8 @@ export function registerSubcommand(name: string, load: () => Promise<Subcommand>
 
 registerSubcommand('plugin', () => import('./scaffold.js').then((m) => m.run));
 registerSubcommand('build', () => import('./build.js').then((m) => m.run));
+// `uwcore spooler ls|retry|rm DIR ...` (implemented next to the spool format it reads)
+registerSubcommand('spooler', async () => (await import('../plugins/spooler/cli.js')).default);
 
 function optionLine(o: OptionSpec, shorts = true): string {
   const names = [`--${o.name}`, ...(o.alias ?? []).map((a) => `--${a}`)];

@@ -14,6 +14,7 @@ import { createRootLogger, flushLogs } from './logger.js';
 import { importPlugin, type LoadedPlugin, type Origin } from './plugins.js';
 import { CPU_COUNT, Server, describeAddress } from './server.js';
 import { installRuntime } from './runtime.js';
+import { ServiceSupervisor, loadImports, runService } from './services.js';
 import { VERSION } from './version.js';
 import type { LoadedConfig } from './config/index.js';
 import { deepFreeze } from './config/resolve.js';
@@ -200,6 +201,7 @@ export async function runSingle(cfg: LoadedConfig): Promise<void> {
     banner(root, server, cfg, false);
     await server.hooks.masterStart.promise();
     await server.hooks.workerStart.promise();
+    await loadImports(options);
     await mountApplication(server, {
       options, master: false, workerId: 1,
       plugins: cfg.plugins.map((p) => ({ file: p.file, origin: p.origin, requested: p.requested })),
@@ -305,6 +307,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
     plugins: cfg.plugins.map((p) => ({ file: p.file, origin: p.origin, requested: p.requested })),
     pluginOptions: [...cfg.pluginOptions],
   };
+  const services = new ServiceSupervisor({ server, root, boot, options });
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   // a bundled build (uwcore build) forks its own file, whose entry runs runWorker() in a cluster worker
   const workerExec = (globalThis as { __UWCORE_EMBEDDED__?: { workerExec?: string } }).__UWCORE_EMBEDDED__?.workerExec;
@@ -477,6 +480,7 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
       });
       root.info({ stats: describeAddress(statsAddr) }, `stats server enabled on ${describeAddress(statsAddr)}${options['stats-http'] ? ' (HTTP)' : ''}`);
     }
+    await services.start();
     dropPrivileges(ids, root);
   } catch (e) {
     state = 'stopping';
@@ -551,9 +555,10 @@ export async function runMaster(cfg: LoadedConfig, entryArgv: string[]): Promise
     const alive = Object.values(cluster.workers ?? {}).filter((w): w is ClusterWorker => !!w);
     const exits = alive.map((w) => new Promise<void>((r) => { if (w.isDead()) r(); else w.once('exit', () => r()); }));
     for (const w of alive) { if (!send(w, { t: 'uw:stop', mercy })) w.process.kill('SIGTERM'); }
+    const servicesStopped = services.stop(mercy * 1000);
     const t = setTimeout(() => { root.warn('workers did not stop in time: killing them'); for (const w of alive) w.process.kill('SIGKILL'); }, mercy * 1000 + 3000);
     t.unref();
-    await Promise.all(exits);
+    await Promise.all([...exits, servicesStopped]);
     clearTimeout(t);
     await server.runClose();
     cleanup();
@@ -586,6 +591,7 @@ export async function runWorker(): Promise<void> {
     process.once('message', (m: BootMessage) => resolve(m));
     process.send!({ t: 'uw:hello' });
   });
+  if (msg.role === 'service') return runService(msg);
   const { options } = msg;
   const root = createRootLogger({ ...logSetup(options), bindings: { worker: msg.workerId } });
   let server: Server | undefined;
@@ -608,6 +614,7 @@ export async function runWorker(): Promise<void> {
     installSlot(srv, () => { if (process.connected) process.kill(process.ppid, 'SIGHUP'); });
     await srv.setupPlugins(plugins, new Map(msg.pluginOptions));
     await srv.hooks.workerStart.promise();
+    await loadImports(options);
     const pool = await mountApplication(srv, { options, plugins: msg.plugins, pluginOptions: msg.pluginOptions, workerId: msg.workerId, master: true });
     needApp(srv);
     srv.seal();

@@ -32,27 +32,46 @@ export function cache(name?: string): unknown {
   return api.cache(name);
 }
 
-/** Declare a spooler task: `spool(fn)` or `spool(name, fn)`; `.spool(args)` enqueues it durably. */
-export function spool(nameOrFn: string | ((...a: unknown[]) => unknown), fn?: (...a: unknown[]) => unknown): unknown {
-  const api = slot()?.plugin('spooler') as { spool?: (n: unknown, f?: unknown) => unknown } | undefined;
-  if (!api?.spool) {
-    // declaring is allowed anywhere (a tasks module may be imported by tools); enqueueing needs the spooler
-    const f = typeof nameOrFn === 'function' ? nameOrFn : fn!;
-    const task = Object.assign(f, {
-      spool: async () => { throw new UwError(Codes.NOT_ENABLED, 'the spooler is not enabled in this server: start uwcore with --spooler DIR'); },
-    });
-    return task;
-  }
-  return api.spool(nameOrFn, fn);
+type TaskFn = (...a: any[]) => unknown;
+/** Options of `task.spool(args, opts)`. */
+export interface SpoolOptions {
+  /** do not run before this time (a Date, or unix time in seconds) */
+  at?: Date | number;
+  /** an integer >= 0: lower runs first (prioritised tasks run before the others) */
+  priority?: number;
+  /** bytes of any size, given back to the task as args.body */
+  body?: Buffer | Uint8Array | string;
+  /** which --spooler directory (its path, or its base name); default the first */
+  spooler?: string;
 }
-spool.raw = (nameOrFn: string | ((...a: unknown[]) => unknown), fn?: (...a: unknown[]) => unknown): unknown => {
-  const api = feature<{ spoolRaw: (n: unknown, f?: unknown) => unknown }>('spooler', 'the spooler', 'start uwcore with --spooler DIR');
-  return api.spoolRaw(nameOrFn, fn);
+/** A declared task: the function itself, plus `.spool(args, opts)` that enqueues it and resolves to its id. */
+export type SpoolTask<F extends TaskFn = TaskFn> = F & {
+  spool(args?: Record<string, unknown>, opts?: SpoolOptions): Promise<string>;
+  readonly taskName: string;
 };
-spool.forever = (nameOrFn: string | ((...a: unknown[]) => unknown), fn?: (...a: unknown[]) => unknown): unknown => {
-  const api = feature<{ spoolForever: (n: unknown, f?: unknown) => unknown }>('spooler', 'the spooler', 'start uwcore with --spooler DIR');
-  return api.spoolForever(nameOrFn, fn);
-};
+
+function declareTask(method: 'spool' | 'spoolRaw' | 'spoolForever', nameOrFn: string | TaskFn, fn?: TaskFn): SpoolTask {
+  const api = slot()?.plugin('spooler') as Record<string, ((n: unknown, f?: unknown) => SpoolTask) | undefined> | undefined;
+  const declare = api?.[method];
+  if (!declare) {
+    // declaring is allowed anywhere (a tasks module may be imported by tools); enqueueing needs the spooler
+    const off = () => new UwError(Codes.NOT_ENABLED, 'the spooler is not enabled in this server: start uwcore with --spooler DIR');
+    const f = typeof nameOrFn === 'function' ? nameOrFn : fn ?? (() => { throw off(); });
+    return Object.assign(f, { spool: async () => { throw off(); }, taskName: typeof nameOrFn === 'string' ? nameOrFn : nameOrFn.name });
+  }
+  return declare(nameOrFn, fn);
+}
+
+/** Declare a spooler task: `spool(fn)` or `spool(name, fn)`; `.spool(args, { at, priority, body, spooler })` enqueues it durably. */
+export function spool<F extends TaskFn>(fn: F): SpoolTask<F>;
+export function spool<F extends TaskFn>(name: string, fn?: F): SpoolTask<F>;
+export function spool(nameOrFn: string | TaskFn, fn?: TaskFn): SpoolTask {
+  return declareTask('spool', nameOrFn, fn);
+}
+/** uWSGI's @spoolraw: the function's return code (SPOOL_OK / SPOOL_RETRY / SPOOL_IGNORE) is used as is. */
+spool.raw = <F extends TaskFn>(nameOrFn: string | F, fn?: F): SpoolTask<F> => declareTask('spoolRaw', nameOrFn, fn) as SpoolTask<F>;
+/** uWSGI's @spoolforever: the task runs again at every scan. */
+spool.forever = <F extends TaskFn>(nameOrFn: string | F, fn?: F): SpoolTask<F> => declareTask('spoolForever', nameOrFn, fn) as SpoolTask<F>;
 
 /** Spooler task return codes (uWSGI's values). */
 export const SPOOL_OK = -2;

@@ -14,6 +14,7 @@ export const CORE_OPTIONS: OptionSpec[] = [
   { name: 'module', type: 'string', alias: ['wsgi'], short: 'w', arg: 'SPECIFIER', help: 'load the application from a module specifier (package or path)' },
   { name: 'callable', type: 'string', default: 'application', arg: 'NAME', help: 'the export to call (default application, else the default export)' },
   { name: 'need-app', type: 'bool', default: false, help: 'exit if no application can be loaded' },
+  { name: 'import', type: 'path', multiple: true, alias: ['pyimport', 'py-import', 'python-import'], arg: 'MODULE', help: 'import MODULE (a file, `.js` optional, or a package) in every worker and spooler process before the application, e.g. spooler tasks' },
   { name: 'chdir', type: 'path', arg: 'DIR', help: 'change to DIR before loading the application' },
   { name: 'env', type: 'string', multiple: true, arg: 'KEY=VALUE', help: 'set an environment variable for the application' },
   // processes

@@ -1,0 +1,300 @@
+// The loop of one spooler process: scan the directory (priority dirs first, oldest first), claim a
+// task by renaming it into running/<pid>/ (only one process can win), run it, then delete it (done),
+// put it back with a later mtime (retry, backing off), or move it to failed/. A new file wakes the loop
+// at once (fs.watch); the scan interval is only a fallback. Tasks left in running/ by a process that
+// died are recovered (claimed again, counted as an attempt) at startup and whenever the loop scans.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../../sdk/index.js';
+import { CorruptSpoolFile, SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY, decodePacket, isTaskName, varsToArgs, type Packet } from './format.js';
+import { OWNER_FILE, SpoolDir, ownerAlive, procStart, type Meta, type TaskEntry } from './queue.js';
+
+export type TaskKind = 'spool' | 'raw' | 'forever';
+export interface TaskContext {
+  id: string; name: string; attempt: number; dir: string; priority: number | null; at: number | null;
+  signal: AbortSignal; log: Logger;
+}
+export type TaskFn = (args: Record<string, unknown>, ctx: TaskContext) => unknown;
+
+export interface RunnerOptions {
+  frequencyMs: number;
+  maxTasks: number;
+  retryDelayMs: number;
+  maxRetries: number;
+}
+
+export interface RunnerReport { done: number; failed: number; retried: number; running: string | null }
+
+const MAX_BACKOFF = 3600_000;
+
+export class Runner {
+  private readonly mine: string;
+  done = 0;
+  failed = 0;
+  retried = 0;
+  current: string | null = null;
+  private dirty = false;
+  private wake: (() => void) | null = null;
+  private readonly watchers = new Map<string, fs.FSWatcher>();
+  private lastRecover = 0;
+  /** files that looked half-written (another writer): skipped until this time */
+  private readonly skipUntil = new Map<string, number>();
+
+  constructor(
+    private readonly spool: SpoolDir,
+    private readonly lookup: (name: string) => { fn: TaskFn; kind: TaskKind } | undefined,
+    private readonly opts: RunnerOptions,
+    private readonly log: Logger,
+    private readonly signal: AbortSignal,
+    private readonly onChange: () => void,
+  ) {
+    this.mine = path.join(spool.running, String(process.pid));
+  }
+
+  private poke = (_ev?: string, name?: string | Buffer | null, d?: string): void => {
+    // a rename event also fires when a task leaves (claimed): only arrivals matter
+    if (name && d && !fs.existsSync(path.join(d, String(name)))) return;
+    this.dirty = true;
+    const w = this.wake;
+    if (w) { this.wake = null; w(); }
+  };
+
+  private watch(d: string): void {
+    if (this.watchers.has(d)) return;
+    try {
+      const w = fs.watch(d, { persistent: false }, (ev, name) => this.poke(ev, name, d));
+      w.on('error', () => { this.watchers.delete(d); });
+      this.watchers.set(d, w);
+    } catch { /* no inotify: the scan interval still finds new tasks */ }
+  }
+
+  /** Run until the signal aborts (after the current task) or --spooler-max-tasks is reached. */
+  async run(): Promise<'stopped' | 'recycle'> {
+    fs.mkdirSync(this.mine, { recursive: true, mode: 0o750 });
+    this.recover(true);
+    fs.writeFileSync(path.join(this.mine, OWNER_FILE), `${procStart(process.pid) ?? ''}\n`);
+    this.housekeeping();
+    this.watch(this.spool.dir);
+    this.signal.addEventListener('abort', () => this.poke(), { once: true });
+    try {
+      for (;;) {
+        if (this.signal.aborted) return 'stopped';
+        const now = Date.now();
+        if (now - this.lastRecover > 1000) this.recover(false);
+        const t0 = performance.now();
+        this.dirty = false;
+        const list = this.spool.listQueued(now);
+        const scanMs = performance.now() - t0;
+        for (const p of this.spool.priorities()) this.watch(this.spool.queueDir(p.name));
+        let nextAt = Infinity;
+        let ran = 0;
+        const batchStart = performance.now();
+        for (const t of list) {
+          if (this.signal.aborted) return 'stopped';
+          if (t.state === 'scheduled') { nextAt = Math.min(nextAt, t.runAt); continue; }
+          const skip = this.skipUntil.get(t.id);
+          if (skip !== undefined) {
+            if (skip > Date.now()) { nextAt = Math.min(nextAt, skip); continue; }
+            this.skipUntil.delete(t.id);
+          }
+          const claimed = path.join(this.mine, t.id);
+          try { fs.renameSync(t.file, claimed); } catch { continue; } // another process took it
+          await this.execute(t, claimed);
+          ran++;
+          if (this.opts.maxTasks > 0 && this.done + this.failed + this.retried >= this.opts.maxTasks) {
+            this.log.info(`maximum number of tasks reached (${this.opts.maxTasks}) recycling ...`);
+            return 'recycle';
+          }
+          // a new task arrived: rescan (for its priority) when this batch has run long enough
+          if (this.dirty && performance.now() - batchStart > Math.max(100, 10 * scanMs)) break;
+        }
+        if (ran > 0 || this.dirty) continue;
+        // idle: sleep until a new file, the next scheduled task, the scan interval or the stop signal
+        const wait = Math.max(0, Math.min(this.opts.frequencyMs, nextAt - Date.now()));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => { this.wake = null; resolve(); }, wait);
+          this.wake = () => { clearTimeout(timer); resolve(); };
+        });
+      }
+    } finally {
+      for (const w of this.watchers.values()) w.close();
+      this.watchers.clear();
+      try { fs.rmSync(path.join(this.mine, OWNER_FILE), { force: true }); fs.rmdirSync(this.mine); } catch { /* a task is still in it: recovered later */ }
+    }
+  }
+
+  /** Remove what crashes leave behind: temp files of writes that never completed (never acknowledged,
+   *  so never promised to anyone) and bookkeeping of tasks that no longer exist. */
+  housekeeping(): void {
+    const now = Date.now();
+    try {
+      for (const n of fs.readdirSync(this.spool.tmp)) {
+        const f = path.join(this.spool.tmp, n);
+        try { if (now - fs.statSync(f).ctimeMs > 3600_000) { fs.unlinkSync(f); this.log.info({ file: f }, `removed ${f}: an enqueue interrupted more than an hour ago`); } } catch { /* gone */ }
+      }
+    } catch { /* no tmp dir */ }
+    try {
+      const metas = fs.readdirSync(this.spool.meta).filter((n) => n.endsWith('.json'));
+      if (!metas.length) return;
+      const live = new Set([...this.spool.listQueued(now), ...this.spool.listRunning(), ...this.spool.listFailed()].map((t) => t.id));
+      for (const n of metas) {
+        const f = path.join(this.spool.meta, n);
+        try { if (!live.has(n.slice(0, -5)) && now - fs.statSync(f).mtimeMs > 60_000) fs.unlinkSync(f); } catch { /* gone */ }
+      }
+    } catch { /* no meta dir */ }
+  }
+
+  /** Move tasks left in running/<pid> by dead processes back into the queue (each run counts as an attempt). */
+  recover(startup: boolean): void {
+    this.lastRecover = Date.now();
+    let owners: string[];
+    try { owners = fs.readdirSync(this.spool.running); } catch { return; }
+    for (const o of owners) {
+      if (!/^\d+$/.test(o)) continue;
+      const pid = Number(o);
+      const own = pid === process.pid;
+      const d = path.join(this.spool.running, o);
+      if (own ? !startup : ownerAlive(d, pid)) continue;
+      let names: string[];
+      try { names = fs.readdirSync(d).filter(isTaskName); } catch { continue; }
+      for (const n of names) {
+        const claimed = path.join(this.mine, n);
+        if (!own) { try { fs.renameSync(path.join(d, n), claimed); } catch { continue; } }
+        this.log.warn({ task: n, pid }, `task ${n} was interrupted (spooler process ${pid} stopped while running it): running it again`);
+        this.interrupted(n, claimed, pid);
+      }
+      if (!own) { try { fs.rmSync(path.join(d, OWNER_FILE), { force: true }); fs.rmdirSync(d); } catch { /* another process is recovering it too */ } }
+    }
+  }
+
+  private interrupted(id: string, claimed: string, pid: number): void {
+    let p: Packet;
+    try { p = decodePacket(fs.readFileSync(claimed)); } catch (e) { this.moveCorrupt(id, claimed, e as Error); return; }
+    const meta = this.spool.readMeta(id) ?? { attempts: 0 };
+    meta.attempts++;
+    meta.lastError = `interrupted: spooler process ${pid} stopped while running it`;
+    meta.lastAttemptAt = Date.now();
+    // the first interruption re-runs at once; repeated ones (a task that kills its process) back off
+    this.settle(id, claimed, p, meta, meta.attempts <= 1 ? 0 : this.backoff(meta.attempts));
+  }
+
+  private backoff(attempts: number): number {
+    return Math.min(MAX_BACKOFF, this.opts.retryDelayMs * 2 ** Math.max(0, attempts - 1));
+  }
+
+  private moveCorrupt(id: string, file: string, err: Error): void {
+    const dest = path.join(this.spool.corrupt, id);
+    try { fs.renameSync(file, dest); } catch { try { fs.unlinkSync(file); } catch { /* gone */ } }
+    this.spool.removeMeta(id);
+    this.log.error({ task: id, file: dest }, `corrupt spool file ${id} moved to ${dest}: ${err.message}`);
+  }
+
+  /** Requeue after a failure (or fail it for good once retries are exhausted). */
+  private settle(id: string, claimed: string, p: Packet, meta: Meta, delayMs: number): void {
+    if (meta.attempts > this.opts.maxRetries) {
+      meta.failedAt = Date.now();
+      delete meta.nextRunAt;
+      this.spool.writeMeta(id, meta);
+      try { fs.renameSync(claimed, path.join(this.spool.failed, id)); } catch { /* gone */ }
+      this.failed++;
+      this.log.error({ task: id, attempts: meta.attempts, error: meta.lastError }, `task ${id} failed ${meta.attempts} time${meta.attempts > 1 ? 's' : ''}, giving up (moved to failed/): ${meta.lastError}`);
+      return;
+    }
+    const next = Date.now() + delayMs;
+    meta.nextRunAt = next;
+    this.spool.writeMeta(id, meta);
+    const prio = p.vars.get('priority');
+    const q = this.spool.queueDir(prio !== undefined && /^\d{1,10}$/.test(prio) ? prio : null);
+    try {
+      fs.utimesSync(claimed, next / 1000, next / 1000);
+      try { fs.mkdirSync(q, { mode: 0o750 }); } catch { /* exists */ }
+      fs.renameSync(claimed, path.join(q, id));
+    } catch (e) {
+      this.log.error({ task: id }, `cannot requeue task ${id}: ${(e as Error).message}; it stays in ${claimed} and is recovered after a restart`);
+    }
+    this.retried++;
+  }
+
+  private async execute(t: TaskEntry, claimed: string): Promise<void> {
+    const id = t.id;
+    let buf: Buffer;
+    try { buf = fs.readFileSync(claimed); } catch { return; }
+    let p: Packet;
+    let args: Record<string, unknown>;
+    try {
+      p = decodePacket(buf);
+      args = varsToArgs(p, id);
+    } catch (e) {
+      // a file someone else (e.g. uWSGI) is still writing: give it a few seconds before calling it corrupt
+      if (e instanceof CorruptSpoolFile && Math.abs(Date.now() - t.runAt) < 3000) {
+        try { fs.renameSync(claimed, t.file); this.skipUntil.set(id, Date.now() + 3000); return; } catch { /* fall through */ }
+      }
+      this.moveCorrupt(id, claimed, e as Error);
+      return;
+    }
+    const name = p.vars.get('ud_spool_func') ?? '';
+    const retVar = p.vars.get('ud_spool_ret');
+    const meta = this.spool.readMeta(id);
+    const attempt = (meta?.attempts ?? 0) + 1;
+    const entry = this.lookup(name);
+    this.current = id;
+    this.onChange();
+    const started = performance.now();
+    let outcome: 'ok' | 'retry' | 'forever';
+    let error = '';
+    let thrown: Error | undefined;
+    try {
+      if (!entry) {
+        outcome = 'retry';
+        error = name
+          ? `unable to find the spooler function \`${name}\`: load its module into the spooler process with --import FILE or --spooler-import FILE`
+          : 'the task names no function (no ud_spool_func var): it was not written by spool()';
+      } else {
+        const kind: TaskKind = retVar === String(SPOOL_OK) ? 'spool' : retVar === String(SPOOL_RETRY) ? 'forever' : retVar === undefined ? (entry.kind === 'raw' ? 'raw' : entry.kind) : 'raw';
+        const at = p.vars.get('at');
+        const prio = p.vars.get('priority');
+        const ctx: TaskContext = { id, name, attempt, dir: this.spool.dir, priority: prio !== undefined ? Number(prio) : null, at: at !== undefined ? Number(at) : null, signal: this.signal, log: this.log.child({ task: id }) };
+        let r: unknown;
+        try {
+          r = await entry.fn(args, ctx);
+        } catch (e) {
+          const err = e instanceof Error ? e : new Error(String(e));
+          error = `${err.name === 'Error' ? '' : err.name + ': '}${err.message || 'threw without a message'}`;
+          thrown = err;
+        }
+        if (error) outcome = 'retry';
+        else if (kind === 'raw') {
+          if (r === SPOOL_OK) outcome = 'ok';
+          else { outcome = 'retry'; error = r === SPOOL_RETRY ? 'returned SPOOL_RETRY' : r === SPOOL_IGNORE ? 'returned SPOOL_IGNORE (not handled)' : `returned ${typeof r === 'number' ? r : typeof r} instead of SPOOL_OK`; }
+        } else if (r === SPOOL_RETRY) { outcome = 'retry'; error = 'returned SPOOL_RETRY'; }
+        else if (r === SPOOL_IGNORE && kind === 'spool') { outcome = 'retry'; error = 'returned SPOOL_IGNORE (not handled)'; }
+        else outcome = kind === 'forever' ? 'forever' : 'ok';
+      }
+    } finally {
+      this.current = null;
+    }
+    const secs = ((performance.now() - started) / 1000).toFixed(3);
+    if (outcome === 'ok') {
+      try { fs.unlinkSync(claimed); } catch { /* removed by hand */ }
+      if (meta) this.spool.removeMeta(id);
+      this.done++;
+      this.log.debug({ task: id, fn: name, seconds: Number(secs) }, `done with task ${id} after ${secs} seconds`);
+    } else if (outcome === 'forever') {
+      // @spoolforever: run again at the next scan
+      if (meta) this.spool.removeMeta(id);
+      const next = Date.now() + this.opts.frequencyMs;
+      try { fs.utimesSync(claimed, next / 1000, next / 1000); fs.renameSync(claimed, t.file); } catch { /* gone */ }
+      this.done++;
+    } else {
+      const m: Meta = { ...(meta ?? { attempts: 0 }), attempts: attempt, lastError: error, lastAttemptAt: Date.now() };
+      const delay = this.backoff(attempt);
+      if (attempt <= this.opts.maxRetries) this.log.warn({ task: id, fn: name, attempt, error, ...(thrown ? { err: thrown } : {}) }, `task ${id} (${name || '?'}) failed (attempt ${attempt} of ${this.opts.maxRetries + 1}): ${error}; retrying in ${(delay / 1000).toFixed(1)} s`);
+      this.settle(id, claimed, p, m, delay);
+    }
+    this.onChange();
+  }
+
+  report(): RunnerReport {
+    return { done: this.done, failed: this.failed, retried: this.retried, running: this.current };
+  }
+}
