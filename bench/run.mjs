@@ -23,11 +23,12 @@ const HELP = `Usage: node bench/run.mjs [options]   (npm run bench -- [options])
   --connections N     concurrent connections (default 32)
   --loadgen wrk|node  force the load generator (default: wrk when installed, else bench/loadgen.mjs)
   --out DIR           where results go (default bench/results)
+  --baselines         run a scenario's baselines even when uwcore cannot run it (checks the baselines)
   --list              list the scenarios and exit
 Scenarios: ${scenarios.map((s) => s.id).join(', ')}`;
 
 function parseArgs(argv) {
-  const o = { only: null, servers: null, duration: 3, warmup: 1, rounds: 3, threads: 1, connections: 32, loadgen: null, out: path.join(ROOT, 'bench/results'), list: false };
+  const o = { only: null, servers: null, duration: 3, warmup: 1, rounds: 3, threads: 1, connections: 32, loadgen: null, out: path.join(ROOT, 'bench/results'), list: false, baselines: false };
   const num = (name, v, min) => {
     const n = Number(v);
     if (!Number.isFinite(n) || n < min) { process.stderr.write(`bench: --${name} needs a number >= ${min}, got ${JSON.stringify(v)}\n`); process.exit(2); }
@@ -48,6 +49,7 @@ function parseArgs(argv) {
       case '--loadgen': o.loadgen = val(); if (!['wrk', 'node'].includes(o.loadgen)) { process.stderr.write('bench: --loadgen is wrk or node\n'); process.exit(2); } break;
       case '--out': o.out = path.resolve(val()); break;
       case '--list': o.list = true; break;
+      case '--baselines': o.baselines = true; break;
       case '-h': case '--help': process.stdout.write(HELP + '\n'); process.exit(0); break;
       default: process.stderr.write(`bench: unknown argument ${a}\n${HELP}\n`); process.exit(2);
     }
@@ -129,7 +131,7 @@ async function runScenario(sc, opts, env, tool, shared) {
   }
   servers = servers.filter((s) => !out.servers.some((x) => x.name === s.name && x.skipped));
   if (sc.load.nginx && !env.nginx) out.skipped = 'nginx is not installed (npm run bench:setup)';
-  else if (!servers.some((s) => s.type === 'uwcore')) out.skipped = out.servers.find((s) => s.type === 'uwcore')?.skipped ?? 'no uwcore server selected';
+  else if (!servers.some((s) => s.type === 'uwcore') && !opts.baselines) out.skipped = out.servers.find((s) => s.type === 'uwcore')?.skipped ?? 'no uwcore server selected';
   if (out.skipped) { log(`- ${sc.id}: skipped: ${out.skipped}`); return out; }
   log(`- ${sc.id}: ${sc.title} [${servers.map((s) => s.name).join(', ')}]`);
 
