@@ -131,7 +131,8 @@ async function runScenario(sc, opts, env, tool, shared) {
   }
   servers = servers.filter((s) => !out.servers.some((x) => x.name === s.name && x.skipped));
   if (sc.load.nginx && !env.nginx) out.skipped = 'nginx is not installed (npm run bench:setup)';
-  else if (!servers.some((s) => s.type === 'uwcore') && !opts.baselines) out.skipped = out.servers.find((s) => s.type === 'uwcore')?.skipped ?? 'no uwcore server selected';
+  // the scenario measures the server named `uwcore`; its other uwcore variants (uwcore-hello …) are references
+  else if (!servers.some((s) => s.name === 'uwcore') && !opts.baselines) out.skipped = out.servers.find((s) => s.name === 'uwcore')?.skipped ?? 'the uwcore server is not selected (--servers)';
   if (out.skipped) { log(`- ${sc.id}: skipped: ${out.skipped}`); return out; }
   log(`- ${sc.id}: ${sc.title} [${servers.map((s) => s.name).join(', ')}]`);
 
@@ -208,12 +209,17 @@ async function measure(sc, spec, opts, tool, shared, { nginx, backendPort }) {
     if (hup) clearTimeout(hup);
     const s = sampler.stop();
     if (!h.alive()) throw new Error(`the server died during the run:\n${h.output().trim().split('\n').slice(-8).join('\n')}`);
-    return { command, data: { ...res, rssPeakKiB: s.rssPeakKiB, rssMedianKiB: s.rssMedianKiB, cpuSeconds: r2(s.cpuSeconds), cpuMsPer1k: res.requests ? r2((s.cpuSeconds * 1e6) / res.requests) : null } };
+    return { command, data: { ...res, load1: loadavg1(), rssPeakKiB: s.rssPeakKiB, rssMedianKiB: s.rssMedianKiB, cpuSeconds: r2(s.cpuSeconds), cpuMsPer1k: res.requests ? r2((s.cpuSeconds * 1e6) / res.requests) : null } };
   } catch (e) {
     return { command, error: `${spec.name}: ${e.message}` };
   } finally {
     await h.stop();
   }
+}
+
+/** The 1-minute load average right now: how busy the shared machine was during a round. */
+function loadavg1() {
+  try { return Number(fs.readFileSync('/proc/loadavg', 'latin1').split(' ')[0]); } catch { return null; }
 }
 
 function summarize(sc, rounds) {
@@ -235,6 +241,7 @@ function summarize(sc, rounds) {
     errors: rounds.reduce((a, x) => a + x.errors, 0), requests: rounds.reduce((a, x) => a + x.requests, 0),
     rssPeakMiB: r1(median(rounds.map((x) => x.rssPeakKiB / 1024))),
     cpuMsPer1k: r2(median(rounds.map((x) => x.cpuMsPer1k).filter((x) => x != null))),
+    load1: r2(median(rounds.map((x) => x.load1).filter((x) => x != null))),
   };
 }
 
@@ -244,9 +251,13 @@ function computeRatios(sc, out) {
   for (const s of ok) {
     if (s.type !== 'uwcore') continue;
     s.ratios = {};
+    s.cpuRatios = {};
     for (const b of ok) {
       if (b === s || b.name.startsWith('uwcore')) continue;
       s.ratios[b.name] = r2(lower ? b.summary.value / s.summary.value : s.summary.value / b.summary.value);
+      // CPU efficiency: the baseline's server CPU per request ÷ uwcore's (≥ 1: uwcore is cheaper per request).
+      // Less sensitive than req/s to other work on the machine, since it counts only the server's own CPU.
+      if (b.summary.cpuMsPer1k && s.summary.cpuMsPer1k) s.cpuRatios[b.name] = r2(b.summary.cpuMsPer1k / s.summary.cpuMsPer1k);
     }
     // the other uwcore variants of the scenario (e.g. routes vs none) as information
     for (const b of ok) if (b !== s && b.type === 'uwcore') s.ratios[b.name] = r2(lower ? b.summary.value / s.summary.value : s.summary.value / b.summary.value);
@@ -278,19 +289,20 @@ function renderMarkdown(doc) {
   L.push(`- Machine: ${m.machine.cpus} × ${m.machine.cpuModel}, ${m.machine.memGiB} GiB, Linux ${m.machine.kernel}; load average at start ${m.machine.loadavg.join(' ')}`);
   L.push(`- Node ${m.node}; uWSGI ${m.uwsgi ?? 'not installed'}; nginx ${m.nginx ?? 'not installed'}; gunicorn ${m.gunicorn ?? 'not installed'}`);
   L.push(`- Load: ${m.loadgen}; uwsgi protocol: ${m.uwsgiProtocolLoadgen}`);
-  L.push(`- Each figure: median of ${m.settings.rounds} interleaved rounds of ${m.settings.duration} s after ${m.settings.warmup} s warm-up; spread = (max − min) ÷ median`);
+  L.push(`- Each figure: median of ${m.settings.rounds} interleaved rounds of ${m.settings.duration} s after ${m.settings.warmup} s warm-up; spread = ±(max − min) ÷ 2 ÷ median`);
+  L.push('- Ratio column: uwcore ÷ baseline in req/s; in parentheses the CPU-efficiency ratio, baseline ÷ uwcore in server CPU time per request (≥ 1: uwcore spends less CPU per request). RSS: peak sum over the server\'s processes, sampled from /proc every 250 ms; CPU: utime + stime of those processes over the measured run');
   for (const n of m.notes) L.push(`- ${n}`);
   L.push('');
   const thr = doc.scenarios.filter((s) => !s.skipped && !['startup', 'idle-rss'].includes(s.kind));
   if (thr.length) {
-    L.push('| scenario | server | req/s (median) | spread | p50 ms | p99 ms | errors | RSS under load MiB | CPU ms / 1k req | uwcore ratio |');
+    L.push('| scenario | server | req/s (median) | spread | p50 ms | p99 ms | errors | RSS under load MiB | CPU ms / 1k req | uwcore ratio: req/s (CPU per req) |');
     L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|---|');
     for (const sc of thr) {
       for (const s of sc.servers) {
         if (s.skipped) { L.push(`| ${sc.id} | ${s.name} | skipped: ${s.skipped} | | | | | | | |`); continue; }
         const x = s.summary;
         if (!x) { L.push(`| ${sc.id} | ${s.name} | failed: ${(s.failures[0] ?? '').split('\n')[0].replace(/\|/g, '/')} | | | | | | | |`); continue; }
-        const ratios = s.ratios ? Object.entries(s.ratios).map(([k, v]) => `${v} × ${k}`).join(', ') : '';
+        const ratios = s.ratios ? Object.entries(s.ratios).map(([k, v]) => `${v} × ${k}${s.cpuRatios?.[k] != null ? ` (${s.cpuRatios[k]})` : ''}`).join(', ') : '';
         L.push(`| ${sc.id} | ${s.name} | ${x.value} | ±${r1(x.spreadPct / 2)}% | ${x.p50Ms} | ${x.p99Ms} | ${x.errors} | ${x.rssPeakMiB} | ${x.cpuMsPer1k} | ${ratios} |`);
       }
     }
