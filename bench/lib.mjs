@@ -305,7 +305,7 @@ export function runLoad({ tool, kind, port, path: reqPath = '/', seconds, thread
   } else {
     cmd = process.execPath;
     args = [path.join(ROOT, 'bench/loadgen.mjs'), 'http', '127.0.0.1', String(port), String(seconds), String(connections), reqPath, kind === 'http-close' ? 'close' : 'keep', method ?? 'GET', String(bodySize ?? 0)];
-    if (headers.length) args.push(...[]); // the node fallback sends no extra headers (see docs/performance.md)
+    if (headers.length) env.BENCH_HEADERS = headers.join('\n');
   }
   return new Promise((resolve, reject) => {
     const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -4,6 +4,7 @@
 //       speak the binary uwsgi framing (its Lua hooks only shape HTTP text), so this client does.
 //   node bench/loadgen.mjs http HOST PORT SECONDS CONNECTIONS [PATH] [close] [METHOD] [BODY_SIZE]
 //       HTTP/1.1 keep-alive (or Connection: close) over raw sockets: the fallback when wrk is not installed.
+//       Extra request headers come from BENCH_HEADERS (one per line).
 // Prints one line: BENCH_JSON {requests, duration_us, bytes, connect, read, write, status, timeout, p50_us, p90_us, p99_us, max_us}
 import net from 'node:net';
 
@@ -17,6 +18,8 @@ if (!['uwsgi', 'http'].includes(mode) || !port || !(seconds > 0) || !(conns > 0)
 }
 const close = closeS === 'close';
 const bodySize = Number(bodyS) || 0;
+// extra request headers, one per line (e.g. Range: bytes=1000-1099)
+const extraHeaders = (process.env.BENCH_HEADERS ?? '').split('\n').filter(Boolean).map((h) => h + '\r\n').join('');
 
 function uwsgiPacket() {
   const vars = {
@@ -39,7 +42,7 @@ function uwsgiPacket() {
 const REQ = mode === 'uwsgi'
   ? uwsgiPacket()
   : Buffer.concat([
-    Buffer.from(`${method} ${reqPath} HTTP/1.1\r\nHost: ${host}:${port}\r\n${close ? 'Connection: close\r\n' : ''}${bodySize ? `Content-Type: application/octet-stream\r\nContent-Length: ${bodySize}\r\n` : ''}\r\n`),
+    Buffer.from(`${method} ${reqPath} HTTP/1.1\r\nHost: ${host}:${port}\r\n${close ? 'Connection: close\r\n' : ''}${extraHeaders}${bodySize ? `Content-Type: application/octet-stream\r\nContent-Length: ${bodySize}\r\n` : ''}\r\n`),
     Buffer.alloc(bodySize, 'x'),
   ]);
 

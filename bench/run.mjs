@@ -106,6 +106,7 @@ async function main() {
     for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
   }
   meta.elapsedS = r1((performance.now() - t0) / 1000);
+  meta.machine.loadavgEnd = os.loadavg().map(r2);
   const doc = { meta, scenarios: results };
   fs.mkdirSync(opts.out, { recursive: true });
   const stamp = started.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
@@ -286,7 +287,7 @@ function renderMarkdown(doc) {
   const L = [];
   L.push(`## Benchmark run ${m.date}`, '');
   L.push(`- Command: \`${m.command}\` (commit ${m.commit ?? 'unknown'}), ${m.elapsedS} s in total`);
-  L.push(`- Machine: ${m.machine.cpus} × ${m.machine.cpuModel}, ${m.machine.memGiB} GiB, Linux ${m.machine.kernel}; load average at start ${m.machine.loadavg.join(' ')}`);
+  L.push(`- Machine: ${m.machine.cpus} × ${m.machine.cpuModel}, ${m.machine.memGiB} GiB, Linux ${m.machine.kernel}; load average at start ${m.machine.loadavg.join(' ')}${m.machine.loadavgEnd ? `, at the end ${m.machine.loadavgEnd.join(' ')}` : ''} (other work on the machine)`);
   L.push(`- Node ${m.node}; uWSGI ${m.uwsgi ?? 'not installed'}; nginx ${m.nginx ?? 'not installed'}; gunicorn ${m.gunicorn ?? 'not installed'}`);
   L.push(`- Load: ${m.loadgen}; uwsgi protocol: ${m.uwsgiProtocolLoadgen}`);
   L.push(`- Each figure: median of ${m.settings.rounds} interleaved rounds of ${m.settings.duration} s after ${m.settings.warmup} s warm-up; spread = ±(max − min) ÷ 2 ÷ median`);
