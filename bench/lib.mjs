@@ -74,7 +74,7 @@ export function uwcore(name, args) {
     name, type: 'uwcore', args,
     skip(env) {
       if (!env.uwcoreHelpOk) return 'bin/uwcore.js --help failed (run npm run build)';
-      const unknown = args.filter((a) => a.startsWith('--') && !env.uwcoreOptions.has(a));
+      const unknown = [...new Set(args.filter((a) => a.startsWith('--') && !env.uwcoreOptions.has(a)))];
       return unknown.length ? `uwcore does not know ${unknown.join(', ')} yet (that plugin is not merged)` : null;
     },
     describe: (ctx) => `uwcore ${fill(args, ctx).join(' ')} --disable-logging`,
