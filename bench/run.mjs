@@ -17,7 +17,8 @@ const HELP = `Usage: node bench/run.mjs [options]   (npm run bench -- [options])
                       (static = static-1m, static-range)
   --servers LIST      only these server names (e.g. uwcore,node-http)
   --duration S        measured seconds per round and server (default 3)
-  --warmup S          warm-up seconds before each measurement (default 1; 0 = none)
+  --warmup S          warm-up seconds after a server starts (default 3; 0 = none); throughput scenarios
+                      start each server once and freeze it (SIGSTOP) while the others run
   --rounds N          interleaved rounds (default 3)
   --threads N         load generator threads (default 1)
   --connections N     concurrent connections (default 32)
@@ -28,7 +29,7 @@ const HELP = `Usage: node bench/run.mjs [options]   (npm run bench -- [options])
 Scenarios: ${scenarios.map((s) => s.id).join(', ')}`;
 
 function parseArgs(argv) {
-  const o = { only: null, servers: null, duration: 3, warmup: 1, rounds: 3, threads: 1, connections: 32, loadgen: null, out: path.join(ROOT, 'bench/results'), list: false, baselines: false };
+  const o = { only: null, servers: null, duration: 3, warmup: 3, rounds: 3, threads: 1, connections: 32, loadgen: null, out: path.join(ROOT, 'bench/results'), list: false, baselines: false };
   const num = (name, v, min) => {
     const n = Number(v);
     if (!Number.isFinite(n) || n < min) { process.stderr.write(`bench: --${name} needs a number >= ${min}, got ${JSON.stringify(v)}\n`); process.exit(2); }
@@ -93,7 +94,7 @@ async function main() {
     settings: { duration: opts.duration, warmup: opts.warmup, rounds: opts.rounds, threads: opts.threads, connections: opts.connections },
     notes: [
       `The load generator and the servers share the same ${os.cpus().length} cores (loopback); absolute numbers are noise, ratios measured in the same run are the signal.`,
-      'Servers run one at a time; rounds are interleaved (A B C, C B A, …) so drift hits every server alike.',
+      'Servers run one at a time (the others are frozen with SIGSTOP); rounds are interleaved (A B C, C B A, …) so drift hits every server alike.',
       'Access logging is off for every server (uwcore --disable-logging, uWSGI --disable-logging).',
     ],
   };
@@ -146,18 +147,50 @@ async function runScenario(sc, opts, env, tool, shared) {
     nginx = await startNginx(np, backendPort);
     nginx.port = np;
   }
+  // Throughput scenarios keep every server's process alive for the whole scenario, frozen (SIGSTOP on its
+  // process group) while the others run: each is started and warmed up once — uwcore's larger JS path needs
+  // 3-4 s of load before the JIT settles (measured: 785 → 3,400 req/s over six 1 s runs on --http-socket,
+  // bare node:http 2,000 → 3,500) — and every round measures warm servers. Startup, idle RSS, reload and
+  // nginx scenarios start a fresh server per round (nginx proxies to one backend port).
+  const persistent = ['http', 'http-close', 'uwsgi'].includes(sc.load.kind) && !sc.load.nginx;
+  const live = new Map();
   try {
+    if (persistent) {
+      for (const e of entries) {
+        try {
+          const srv = await startServer(sc, e.spec, shared, { nginx, backendPort });
+          e.result.command = srv.command;
+          if (opts.warmup > 0) await runLoad({ ...loadFor(sc, opts, tool, srv.loadPort), seconds: opts.warmup });
+          freeze(srv, true);
+          live.set(e, srv);
+        } catch (err) {
+          e.result.command ??= err.command ?? null;
+          e.result.failures.push(`${e.spec.name}: ${err.message}`);
+          log(`    ${e.spec.name}: failed to start: ${err.message.split('\n')[0]}`);
+        }
+      }
+    }
     for (let r = 0; r < opts.rounds; r++) {
       const order = r % 2 === 0 ? entries : [...entries].reverse();
       for (const e of order) {
-        const m = await measure(sc, e.spec, opts, tool, shared, { nginx, backendPort });
-        e.result.command ??= m.command;
+        let m;
+        if (persistent) {
+          const srv = live.get(e);
+          if (!srv) continue;
+          freeze(srv, false);
+          try { m = { data: await loadRound(sc, srv, opts, tool) }; } catch (err) { m = { error: `${e.spec.name}: ${err.message}` }; }
+          freeze(srv, true);
+        } else {
+          m = await measure(sc, e.spec, opts, tool, shared, { nginx, backendPort });
+          e.result.command ??= m.command;
+        }
         if (m.error) { e.result.failures.push(m.error); log(`    ${e.spec.name}: round ${r + 1} failed: ${m.error.split('\n')[0]}`); continue; }
         e.result.rounds.push(m.data);
         log(`    ${e.spec.name.padEnd(16)} round ${r + 1}: ${describeRound(sc, m.data)}`);
       }
     }
   } finally {
+    for (const srv of live.values()) { freeze(srv, false); await srv.h.stop(); }
     if (nginx) await nginx.stop();
   }
   for (const e of entries) {
@@ -175,8 +208,8 @@ function describeRound(sc, d) {
   return `${Math.round(d.rps)} req/s, p50 ${r2(d.p50Ms)} ms, p99 ${r2(d.p99Ms)} ms, errors ${d.errors}, RSS ${r1(d.rssPeakKiB / 1024)} MiB`;
 }
 
-/** One server, one round: start, ready, warm up, measure with /proc sampling, stop. */
-async function measure(sc, spec, opts, tool, shared, { nginx, backendPort }) {
+/** Start one server and wait for its first answer (and nginx's, in front of it). */
+async function startServer(sc, spec, shared, { nginx, backendPort }) {
   const spoolDir = fs.mkdtempSync(path.join(os.tmpdir(), 'uwcore-bench-spool-'));
   shared.tmpDirs.push(spoolDir);
   const port = backendPort ?? await freePort();
@@ -186,13 +219,54 @@ async function measure(sc, spec, opts, tool, shared, { nginx, backendPort }) {
   const h = spec.spawn(ctx);
   try {
     const ready = await waitReady(h, port, probeKind, sc.load.path);
-    if (sc.load.kind === 'startup') return { command, data: { ms: ready.ms, status: ready.status } };
-    if (ready.status < 200 || ready.status >= 400) throw new Error(`answers ${ready.status} to GET ${sc.load.path}: the scenario would measure an error page`);
     const loadPort = nginx ? nginx.port : port;
-    if (nginx) {
-      const st = await waitReady(nginx, loadPort, 'http', sc.load.path);
-      if (st.status >= 400) throw new Error(`nginx answers ${st.status} in front of this server`);
+    if (sc.load.kind !== 'startup') {
+      if (ready.status < 200 || ready.status >= 400) throw new Error(`answers ${ready.status} to GET ${sc.load.path}: the scenario would measure an error page`);
+      if (nginx) {
+        const st = await waitReady(nginx, loadPort, 'http', sc.load.path);
+        if (st.status >= 400) throw new Error(`nginx answers ${st.status} in front of this server`);
+      }
     }
+    return { h, command, ready, loadPort };
+  } catch (e) {
+    await h.stop();
+    throw Object.assign(e, { command });
+  }
+}
+
+function loadFor(sc, opts, tool, loadPort) {
+  return { tool, kind: sc.load.kind === 'reload' ? 'http' : sc.load.kind, port: loadPort, path: sc.load.path, threads: opts.threads, connections: opts.connections, method: sc.load.method, bodySize: sc.load.bodySize, headers: sc.load.headers };
+}
+
+/** One measured load run against a running server, sampling its processes through /proc. */
+async function loadRound(sc, srv, opts, tool) {
+  const { h } = srv;
+  const sampler = startSampler(h.pid);
+  let hup = null;
+  if (sc.load.kind === 'reload') hup = setTimeout(() => { try { process.kill(h.pid, 'SIGHUP'); } catch { /* gone */ } }, opts.duration * 300);
+  const res = await runLoad({ ...loadFor(sc, opts, tool, srv.loadPort), seconds: opts.duration });
+  if (hup) clearTimeout(hup);
+  const s = sampler.stop();
+  if (!h.alive()) throw new Error(`the server died during the run:\n${h.output().trim().split('\n').slice(-8).join('\n')}`);
+  return { ...res, load1: loadavg1(), rssPeakKiB: s.rssPeakKiB, rssMedianKiB: s.rssMedianKiB, cpuSeconds: r2(s.cpuSeconds), cpuMsPer1k: res.requests ? r2((s.cpuSeconds * 1e6) / res.requests) : null };
+}
+
+/** Freeze (SIGSTOP) or thaw (SIGCONT) a server's whole process group. */
+function freeze(srv, on) {
+  try { process.kill(-srv.h.pid, on ? 'SIGSTOP' : 'SIGCONT'); } catch { /* gone */ }
+}
+
+/** One server, one round, from scratch: start, ready, warm up, measure, stop (startup, idle RSS, reload, nginx). */
+async function measure(sc, spec, opts, tool, shared, where) {
+  let srv;
+  try {
+    srv = await startServer(sc, spec, shared, where);
+  } catch (e) {
+    return { command: e.command, error: `${spec.name}: ${e.message}` };
+  }
+  const { h, command, ready } = srv;
+  try {
+    if (sc.load.kind === 'startup') return { command, data: { ms: ready.ms, status: ready.status } };
     if (sc.load.kind === 'idle-rss') {
       await sleep(1000);
       const tree = processTree(h.pid);
@@ -201,16 +275,8 @@ async function measure(sc, spec, opts, tool, shared, { nginx, backendPort }) {
       const total = rss.reduce((a, b) => a + b, 0);
       return { command, data: { totalKiB: total, perWorkerKiB: workers.length ? workers.reduce((a, b) => a + b, 0) / workers.length : total, masterKiB: rss[0], processes: tree.length } };
     }
-    const load = { tool, kind: sc.load.kind === 'reload' ? 'http' : sc.load.kind, port: loadPort, path: sc.load.path, threads: opts.threads, connections: opts.connections, method: sc.load.method, bodySize: sc.load.bodySize, headers: sc.load.headers };
-    if (opts.warmup > 0) await runLoad({ ...load, seconds: opts.warmup });
-    const sampler = startSampler(h.pid);
-    let hup = null;
-    if (sc.load.kind === 'reload') hup = setTimeout(() => { try { process.kill(h.pid, 'SIGHUP'); } catch { /* gone */ } }, opts.duration * 300);
-    const res = await runLoad({ ...load, seconds: opts.duration });
-    if (hup) clearTimeout(hup);
-    const s = sampler.stop();
-    if (!h.alive()) throw new Error(`the server died during the run:\n${h.output().trim().split('\n').slice(-8).join('\n')}`);
-    return { command, data: { ...res, load1: loadavg1(), rssPeakKiB: s.rssPeakKiB, rssMedianKiB: s.rssMedianKiB, cpuSeconds: r2(s.cpuSeconds), cpuMsPer1k: res.requests ? r2((s.cpuSeconds * 1e6) / res.requests) : null } };
+    if (opts.warmup > 0) await runLoad({ ...loadFor(sc, opts, tool, srv.loadPort), seconds: opts.warmup });
+    return { command, data: await loadRound(sc, srv, opts, tool) };
   } catch (e) {
     return { command, error: `${spec.name}: ${e.message}` };
   } finally {
@@ -290,7 +356,7 @@ function renderMarkdown(doc) {
   L.push(`- Machine: ${m.machine.cpus} × ${m.machine.cpuModel}, ${m.machine.memGiB} GiB, Linux ${m.machine.kernel}; load average at start ${m.machine.loadavg.join(' ')}${m.machine.loadavgEnd ? `, at the end ${m.machine.loadavgEnd.join(' ')}` : ''} (other work on the machine)`);
   L.push(`- Node ${m.node}; uWSGI ${m.uwsgi ?? 'not installed'}; nginx ${m.nginx ?? 'not installed'}; gunicorn ${m.gunicorn ?? 'not installed'}`);
   L.push(`- Load: ${m.loadgen}; uwsgi protocol: ${m.uwsgiProtocolLoadgen}`);
-  L.push(`- Each figure: median of ${m.settings.rounds} interleaved rounds of ${m.settings.duration} s after ${m.settings.warmup} s warm-up; spread = ±(max − min) ÷ 2 ÷ median`);
+  L.push(`- Each figure: median of ${m.settings.rounds} interleaved rounds of ${m.settings.duration} s; spread = ±(max − min) ÷ 2 ÷ median. Throughput scenarios start each server once, warm it up for ${m.settings.warmup} s and freeze it (SIGSTOP) while the other servers run; startup, idle-RSS, reload and nginx scenarios start a fresh server per round (with the same warm-up)`);
   L.push('- Ratio column: uwcore ÷ baseline in req/s; in parentheses the CPU-efficiency ratio, baseline ÷ uwcore in server CPU time per request (≥ 1: uwcore spends less CPU per request). RSS: peak sum over the server\'s processes, sampled from /proc every 250 ms; CPU: utime + stime of those processes over the measured run');
   for (const n of m.notes) L.push(`- ${n}`);
   L.push('');
