@@ -239,11 +239,22 @@ export class Server implements ServerHandle {
     return rules.length ? createRouter(this, rules, { verbose }) : null;
   }
 
+  /** SERVER_PORT per TCP listener: every socket it accepts has the listener's port as its local port. */
+  private readonly serverPorts = new WeakMap<ListenerInfo, string>();
+
   /** The CGI vars of a node:http request. */
   httpEnv(req: import('node:http').IncomingMessage, listener: ListenerInfo): Env {
     const a = listener.address;
-    const env = buildHttpEnv(req, listener, a.kind === 'tcp' ? String(req.socket.localPort ?? a.port) : '80', 'http');
-    return env;
+    let port = '80';
+    if (a.kind === 'tcp') {
+      // looked up once per listener (port 0 binds a random one), not with a getsockname() per connection
+      port = this.serverPorts.get(listener) ?? '';
+      if (port === '') {
+        port = String(req.socket.localPort ?? a.port);
+        this.serverPorts.set(listener, port);
+      }
+    }
+    return buildHttpEnv(req, listener, port, 'http');
   }
 
   /** Run one request through the pipeline. */
