@@ -93,6 +93,15 @@ export function buildHttpEnv(req: IncomingMessage, listener: ListenerInfo, port:
     REMOTE_ADDR: remote,
     REMOTE_PORT: sock.remotePort === undefined ? '' : String(sock.remotePort),
     'wsgi.url_scheme': scheme,
+    // filled in by the core's dispatch; declared here so the object has its final shape from the start
+    'wsgi.input': undefined,
+    'wsgi.errors': undefined,
+    'uwcore.version': '',
+    'uwcore.worker_id': 0,
+    'uwcore.core_id': 0,
+    'wsgi.multithread': false,
+    'wsgi.multiprocess': false,
+    'wsgi.run_once': false,
   };
   const raw = req.rawHeaders;
   let chunked = false;
