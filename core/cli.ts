@@ -1,5 +1,6 @@
 // The `uwcore` command: --help / --version / --list-plugins, subcommands, then the server in the
 // process model the options ask for. Exit status: 0 fine, 1 runtime failure, 2 usage error.
+import ini from 'ini';
 import type { OptionSpec } from '../sdk/index.js';
 import { SDK_VERSION } from '../sdk/index.js';
 import { formatFatal, UwError } from './errors.js';
@@ -37,7 +38,7 @@ function printHelp(cfg: LoadedConfig, only: string | null): void {
     out.push(`uwcore ${VERSION} — an application server for Node.js on uWSGI's plugin model`, '',
       'Usage: uwcore [CONFIG.ini[:section]] [--option value ...]',
       '       uwcore --http :8000 --app app.js --master --processes 2',
-      '       uwcore --help PLUGIN | --version | --list-plugins',
+      '       uwcore --help PLUGIN | --version | --list-plugins | --show-config',
       '       uwcore build --plugins LIST --out FILE    (one self-contained file with only those plugins)',
       '       uwcore plugin new NAME                    (a new plugin package in ./uwcore-plugin-NAME)',
       '', 'Every option also works as an ini key (section [uwcore] or [uwsgi]) and as UWCORE_<OPTION> in the environment.',
@@ -64,6 +65,21 @@ function printPlugins(cfg: LoadedConfig): void {
   process.stdout.write(`uwcore ${VERSION}, SDK ${SDK_VERSION}${built ? `, a build carrying ${built.plugins.join(', ')} (uwcore build, ${built.at})` : ''}\n`);
   process.stdout.write(['NAME', 'VERSION', 'ORIGIN', 'OPTIONS'].join('\t') + '\n');
   for (const r of rows) process.stdout.write(`${r[0]}\t${r[1]}\t${r[2]}${r[3] ? ` (${r[3]})` : ''}\t${r[4] || '-'}\n`);
+}
+
+/**
+ * uWSGI's --show-config: the effective configuration (every option that differs from its default, after ini,
+ * environment and command line are merged) as an ini file that uwcore reads back as it is.
+ */
+function showConfig(cfg: LoadedConfig): string {
+  const section: Record<string, unknown> = {};
+  for (const [name, { spec }] of cfg.table.byName) {
+    const v = cfg.options[name];
+    if (v === undefined || v === spec.default || (Array.isArray(v) && v.length === 0)) continue;
+    const text = (x: unknown): string => (x !== null && typeof x === 'object' && 'raw' in (x as object) ? String((x as { raw: string }).raw) : String(x));
+    section[name] = Array.isArray(v) ? v.map(text) : text(v);
+  }
+  return ini.encode({ uwcore: section }, { bracketedArray: false, whitespace: true });
 }
 
 /** Only the arguments that choose plugins (for --help, which must not fail on other options). */
@@ -103,6 +119,11 @@ export async function main(argv: string[]): Promise<void> {
       const rest = argv.filter((a) => a !== '--list-plugins' && a !== '--plugins-list');
       const cfg = await loadConfig(rest, { allPlugins: true });
       printPlugins(cfg);
+      return;
+    }
+    if (argv.includes('--show-config') || argv.includes('--print-config')) {
+      const cfg = await loadConfig(argv.filter((a) => a !== '--show-config' && a !== '--print-config'));
+      process.stdout.write(showConfig(cfg));
       return;
     }
     const cfg = await loadConfig(argv);

@@ -285,6 +285,9 @@ export async function runService(msg: ServiceBoot): Promise<void> {
     // --import, then --<service>-import when the service's plugin declares one (--spooler-import)
     const own = options[`${svc.name}-import`];
     await loadImports(options, Array.isArray(own) ? { option: `${svc.name}-import`, values: own as string[] } : null);
+    // the application module too (not served): tasks it declares with spool() exist here, as in uWSGI, whose
+    // spooler inherits the application the master loaded
+    await srv.loadApplication(process.cwd());
     srv.seal();
     started = true;
     process.send!({ t: 'uw:ready' });

@@ -127,3 +127,14 @@ test('an unknown ini key that nothing references is an error with did-you-mean a
   assert.equal(r.code, 2);
   assert.match(r.stderr, /unknown option workrs \(.*bad\.ini:3\).*did you mean workers/);
 });
+
+test('--show-config prints the merged configuration as an ini file that reads back the same', async () => {
+  const dir = tmpDir();
+  const f = writeFile(path.join(dir, 'app.ini'), '[uwsgi]\nhttp = :8000\nhttp = 127.0.0.1:8001\nprocesses = 2\nroute-run = addheader:X-A: 1\n');
+  const r = await runUwcore([f, '--processes', '3', '--show-config'], { env: { UWCORE_THREADS: '2' } });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, '[uwcore]\nprocesses = 3\nthreads = 2\nroute-run = addheader:X-A: 1\nhttp = :8000\nhttp = 127.0.0.1:8001\n');
+  const again = writeFile(path.join(dir, 'shown.ini'), r.stdout);
+  const r2 = await runUwcore([again, '--show-config'], { env: {} });
+  assert.equal(r2.stdout, r.stdout);
+});
