@@ -1,7 +1,7 @@
 // CGI variables for a request parsed by node:http, built once per request with no per-header work
 // beyond one Map lookup for the HTTP_* name.
 import type { IncomingMessage } from 'node:http';
-import type { Env, ListenerInfo } from '../sdk/index.js';
+import { percentDecode, type Env, type ListenerInfo } from '../sdk/index.js';
 
 const headerKeys = new Map<string, string>();
 
@@ -13,13 +13,6 @@ export function cgiHeaderName(name: string): string {
     if (headerKeys.size < 512) headerKeys.set(name, k);
   }
   return k;
-}
-
-function hexVal(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 65 && c <= 70) return c - 55;
-  if (c >= 97 && c <= 102) return c - 87;
-  return -1;
 }
 
 /** Remove literal `.` and `..` segments (RFC 3986 §5.2.4), never climbing above the root. */
@@ -42,27 +35,8 @@ export function decodePath(raw: string): string {
   if (p.includes('/.')) p = removeDotSegments(p);
   if (!p.includes('%')) return p;
   // decode, then remove the dot segments decoding revealed (/%2e%2e/ must not climb; nginx does the same)
-  const d = decodeBytes(p);
+  const d = percentDecode(p);
   return d.includes('/.') ? removeDotSegments(d) : d;
-}
-
-function decodeBytes(p: string): string {
-  try {
-    return decodeURIComponent(p);
-  } catch {
-    const bytes: number[] = [];
-    for (let i = 0; i < p.length; i++) {
-      const c = p.charCodeAt(i);
-      if (c === 37 && i + 2 < p.length) {
-        const h = hexVal(p.charCodeAt(i + 1));
-        const l = hexVal(p.charCodeAt(i + 2));
-        if (h >= 0 && l >= 0) { bytes.push(h * 16 + l); i += 2; continue; }
-      }
-      if (c < 128) bytes.push(c);
-      else for (const b of Buffer.from(p[i]!, 'utf8')) bytes.push(b);
-    }
-    return Buffer.from(bytes).toString('utf8');
-  }
 }
 
 /** The path of an absolute-form target (`GET http://host/x`, RFC 9112 §3.2.2) or `*`. */

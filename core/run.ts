@@ -14,7 +14,7 @@ import { createRootLogger, flushLogs } from './logger.js';
 import { importPlugin, type LoadedPlugin, type Origin } from './plugins.js';
 import { CPU_COUNT, Server, describeAddress } from './server.js';
 import { installRuntime } from './runtime.js';
-import { ServiceSupervisor, loadImports, runService } from './services.js';
+import { ServiceSupervisor, loadImports, runService, type ServiceBoot } from './services.js';
 import { VERSION } from './version.js';
 import type { LoadedConfig } from './config/index.js';
 import { deepFreeze } from './config/resolve.js';
@@ -22,15 +22,8 @@ import { dropPrivileges, resolveIds } from './privileges.js';
 import { emptyCounters, procMemory, startStatsServer, statsDocument, type WorkerCounters, type WorkerRow } from './stats.js';
 import { ThreadPool, type ThreadBoot } from './threads.js';
 
-interface BootMessage {
-  t: 'uw:boot';
-  options: Record<string, unknown>;
-  plugins: Array<{ file: string; origin: Origin; requested: string }>;
-  pluginOptions: Array<[string, string[]]>;
-  workerId: number;
-  role: 'worker' | 'service';
-  service?: { name: string; index: number };
-}
+/** The boot message a worker or service process receives from the master. */
+type BootMessage = ServiceBoot;
 
 function logSetup(options: Record<string, unknown>) {
   return { level: options['log-level'] as string, logto: options.logto as string | undefined };

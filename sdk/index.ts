@@ -486,3 +486,32 @@ export function isPlugin(value: unknown): value is Plugin {
   return typeof value === 'object' && value !== null && typeof (value as Plugin).name === 'string' &&
     typeof (value as Plugin).sdk === 'string';
 }
+
+/**
+ * Percent-decode a URL path as UTF-8, as the core does for PATH_INFO: invalid UTF-8 sequences become U+FFFD
+ * and a stray `%` stays as it is (never a throw, whatever the input).
+ * @since 1.1.0
+ */
+export function percentDecode(p: string): string {
+  if (!p.includes('%')) return p;
+  try { return decodeURIComponent(p); } catch { /* decode byte by byte */ }
+  const bytes: number[] = [];
+  for (let i = 0; i < p.length; i++) {
+    const c = p.charCodeAt(i);
+    if (c === 37 && i + 2 < p.length) {
+      const h = hexDigit(p.charCodeAt(i + 1));
+      const l = hexDigit(p.charCodeAt(i + 2));
+      if (h >= 0 && l >= 0) { bytes.push(h * 16 + l); i += 2; continue; }
+    }
+    if (c < 128) bytes.push(c);
+    else for (const b of Buffer.from(p[i]!, 'utf8')) bytes.push(b);
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 65 && c <= 70) return c - 55;
+  if (c >= 97 && c <= 102) return c - 87;
+  return -1;
+}

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import {
-  definePlugin, type HeaderList, type RequestContext, type RouteConditionSpec, type RouteResult, type RouteRule,
+  definePlugin, percentDecode, type HeaderList, type RequestContext, type RouteConditionSpec, type RouteResult, type RouteRule,
   type RouteTemplate, type RouterAction, type RouterActionFactory, type RouteTest, type Transform,
 } from '../../sdk/index.js';
 
@@ -48,30 +48,8 @@ function statusOf(text: string, what: string): { status: number; reason: string 
   return { status, reason };
 }
 
-function hexVal(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 65 && c <= 70) return c - 55;
-  if (c >= 97 && c <= 102) return c - 87;
-  return -1;
-}
-
-/** Percent-decode a path as UTF-8; invalid sequences become U+FFFD, a stray % stays. */
-export function decodePath(p: string): string {
-  if (!p.includes('%')) return p;
-  try { return decodeURIComponent(p); } catch { /* byte by byte */ }
-  const bytes: number[] = [];
-  for (let i = 0; i < p.length; i++) {
-    const c = p.charCodeAt(i);
-    if (c === 37 && i + 2 < p.length) {
-      const h = hexVal(p.charCodeAt(i + 1));
-      const l = hexVal(p.charCodeAt(i + 2));
-      if (h >= 0 && l >= 0) { bytes.push(h * 16 + l); i += 2; continue; }
-    }
-    if (c < 128) bytes.push(c);
-    else for (const b of Buffer.from(p[i]!, 'utf8')) bytes.push(b);
-  }
-  return Buffer.from(bytes).toString('utf8');
-}
+/** Percent-decode a path as UTF-8 (the SDK's, the same the core applies to PATH_INFO). */
+export const decodePath = percentDecode;
 
 /** Remove `.` and `..` segments, never above the root. */
 export function normalizePath(p: string): string {
