@@ -105,3 +105,26 @@ test('spooler: every request logs "Send email to someone@no.spam" from the spool
     await s.waitFor(/Send email to someone@no\.spam/, 10_000);
   } finally { await s.stop(); }
 });
+
+test('static files through nginx uwsgi_pass: Range, 304 and traversal behave the same as over HTTP', async () => {
+  const { dir } = await copyExample('range');
+  const big = crypto.randomBytes(2 * 1024 * 1024);
+  fs.writeFileSync(path.join(dir, 'static', 'large-file.json'), big);
+  const up = await freePort();
+  const s = await startUwcore(['--uwsgi-socket', `127.0.0.1:${up}`, '--check-static', path.join(dir, 'static'), '--app', path.join(dir, 'wsgi_range.js')]);
+  const nginx = await startNginx({ '/': `127.0.0.1:${up}` });
+  try {
+    const r = await httpGet(nginx.port, '/large-file.json', { Range: 'bytes=1200-1299' });
+    assert.equal(r.status, 206, r.raw.toString('latin1').slice(0, 300));
+    assert.equal(r.headers['content-range'], `bytes 1200-1299/${big.length}`);
+    assert.deepEqual(r.body, big.subarray(1200, 1300));
+    const whole = await httpGet(nginx.port, '/large-file.json');
+    assert.equal(whole.status, 200);
+    assert.equal(whole.body.length, big.length);
+    const etag = whole.headers.etag!;
+    assert.ok(etag);
+    assert.equal((await httpGet(nginx.port, '/large-file.json', { 'If-None-Match': etag })).status, 304);
+    const out = await httpGet(nginx.port, '/%2e%2e/%2e%2e/etc/passwd', { Range: 'bytes=0-9' });
+    assert.doesNotMatch(out.body.toString(), /root:/);
+  } finally { await nginx.stop(); await s.stop(); }
+});
