@@ -94,6 +94,8 @@ function pluginArgs(argv: string[]): string[] {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `uwcore --help | head`: a reader that goes away is not an error
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(0); else throw e; });
   try {
     const first = argv[0];
     if (first !== undefined && !first.startsWith('-') && subcommands[first]) {
