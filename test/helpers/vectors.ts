@@ -23,23 +23,25 @@ export interface Vector {
   messages: number;
 }
 
-/** gunicorn's escapes: file newlines are ignored; \r \n \t \0 \xHH become bytes. */
-function unescapeGunicorn(text: string): Buffer {
-  const s = text.replace(/\n/g, '');
+/** Backslash escapes shared by both corpora: \r \n \t, `\xHH`, plus the corpus's own single-letter ones. */
+function unescape(s: string, extra: Record<string, number>): Buffer {
   const out: number[] = [];
   for (let i = 0; i < s.length; i++) {
     const c = s[i]!;
     if (c === '\\' && i + 1 < s.length) {
       const n = s[i + 1]!;
-      if (n === 'r') { out.push(13); i++; continue; }
-      if (n === 'n') { out.push(10); i++; continue; }
-      if (n === 't') { out.push(9); i++; continue; }
-      if (n === '0') { out.push(0); i++; continue; }
+      const simple = n === 'r' ? 13 : n === 'n' ? 10 : n === 't' ? 9 : Object.hasOwn(extra, n) ? extra[n] : undefined;
+      if (simple !== undefined) { out.push(simple); i++; continue; }
       if (n === 'x' && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 2, i + 4))) { out.push(parseInt(s.slice(i + 2, i + 4), 16)); i += 3; continue; }
     }
     for (const b of Buffer.from(c, 'utf8')) out.push(b);
   }
   return Buffer.from(out);
+}
+
+/** gunicorn's escapes: file newlines are ignored; \r \n \t \0 \xHH become bytes. */
+function unescapeGunicorn(text: string): Buffer {
+  return unescape(text.replace(/\n/g, ''), { '0': 0 });
 }
 
 /**
@@ -143,21 +145,7 @@ export function gunicornVectors(dir: string): Vector[] {
 
 /** llhttp's escapes inside ```http blocks: LF → CRLF, and \r \n \t \f \xHH. */
 function unescapeLlhttp(block: string): Buffer {
-  const s = block.replace(/\r?\n/g, '\r\n');
-  const out: number[] = [];
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i]!;
-    if (c === '\\' && i + 1 < s.length) {
-      const n = s[i + 1]!;
-      if (n === 'r') { out.push(13); i++; continue; }
-      if (n === 'n') { out.push(10); i++; continue; }
-      if (n === 't') { out.push(9); i++; continue; }
-      if (n === 'f') { out.push(12); i++; continue; }
-      if (n === 'x' && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 2, i + 4))) { out.push(parseInt(s.slice(i + 2, i + 4), 16)); i += 3; continue; }
-    }
-    for (const b of Buffer.from(c, 'utf8')) out.push(b);
-  }
-  return Buffer.from(out);
+  return unescape(block.replace(/\r?\n/g, '\r\n'), { f: 12 });
 }
 
 export function llhttpVectors(dir: string): Vector[] {
