@@ -1,6 +1,7 @@
 // `uwcore build --plugins a,b --out FILE`: one self-contained ESM file (esbuild, tree-shaken) holding the core
 // and exactly the named plugins plus their requires. It needs no node_modules: the generated entry sets
 // globalThis.__UWCORE_EMBEDDED__ (core/embedded.ts) before it imports the CLI, and forks itself for workers.
+import { performance } from 'node:perf_hooks';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';

@@ -1,5 +1,7 @@
 // One request: its env, its body, and the response path to the protocol's Wire (headers → transforms →
 // framing → bytes). A fixed-shape class; per-request objects beyond it are created only when used.
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import type { Env, HeaderList, ListenerInfo, Logger, RequestContext, Transform, Wire } from '../sdk/index.js';
 import { STATUS_TEXT, HttpError } from '../sdk/index.js';
 import { Codes, UwError } from './errors.js';
@@ -15,6 +17,27 @@ function onWireClose(this: Wire & { [kCtx]?: Ctx }): void {
 
 function byteLen(chunk: string | Uint8Array): number {
   return typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
+}
+
+/** `Content-Length` in any letter case (the caller checked the length is 14). */
+function isContentLength(name: string): boolean {
+  return name === 'Content-Length' || name === 'content-length' || name.toLowerCase() === 'content-length';
+}
+
+/** A Content-Length value: decimal digits, optional surrounding blanks; -1 when it is not one. */
+function parseLength(v: string): number {
+  let i = 0;
+  let j = v.length;
+  while (i < j && (v.charCodeAt(i) === 32 || v.charCodeAt(i) === 9)) i++;
+  while (j > i && (v.charCodeAt(j - 1) === 32 || v.charCodeAt(j - 1) === 9)) j--;
+  if (i === j || j - i > 15) return -1;
+  let n = 0;
+  for (let k = i; k < j; k++) {
+    const d = v.charCodeAt(k) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 export class Ctx implements RequestContext {
@@ -100,10 +123,9 @@ export class Ctx implements RequestContext {
       if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'string') {
         throw new UwError(Codes.APP_RESPONSE, `response header #${i + 1} must be a [name, value] pair of strings, got ${JSON.stringify(e)?.slice(0, 80)}`);
       }
-      if (e[0].length === 14 && e[0].toLowerCase() === 'content-length') {
-        const v = e[1].trim();
-        if (!/^\d+$/.test(v)) throw new UwError(Codes.APP_RESPONSE, `response Content-Length ${JSON.stringify(e[1])} is not a number`);
-        declared = Number(v);
+      if (e[0].length === 14 && isContentLength(e[0])) {
+        declared = parseLength(e[1]);
+        if (declared < 0) throw new UwError(Codes.APP_RESPONSE, `response Content-Length ${JSON.stringify(e[1])} is not a number`);
       }
     }
     this.declaredLength = declared;

@@ -100,8 +100,9 @@ export function buildHttpEnv(req: IncomingMessage, listener: ListenerInfo, port:
   if (cl !== undefined && !chunked) env.CONTENT_LENGTH = cl;
   const host = env.HTTP_HOST as string | undefined;
   if (host !== undefined) {
-    const m = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0]!;
-    env.SERVER_NAME = m;
+    let end = host.charCodeAt(0) === 91 /* [ */ ? host.indexOf(']') + 1 : host.indexOf(':');
+    if (end <= 0) end = host.length;
+    env.SERVER_NAME = end === host.length ? host : host.slice(0, end);
   } else {
     env.SERVER_NAME = listener.address.kind === 'tcp' ? (sock.localAddress ?? listener.address.host).replace(/^::ffff:/, '') : 'localhost';
   }

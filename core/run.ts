@@ -3,6 +3,7 @@
 // time on SIGHUP / --touch-reload / uwcore.reload() and when they reach a recycling limit (--max-requests,
 // --reload-on-rss, --max-worker-lifetime), drains them on SIGTERM/SIGINT and serves --stats. Application
 // threads (--threads, --harakiri) live in core/threads.ts. Shared state lives in the master, reached over IPC.
+import { performance } from 'node:perf_hooks';
 import cluster, { type Worker as ClusterWorker } from 'node:cluster';
 import fs from 'node:fs';
 import net from 'node:net';

@@ -1,5 +1,6 @@
 // What applications import: `import { cache, spool, worker } from 'uwcore'` (Python's `import uwsgi`).
 // Every call reaches the running server through the process-wide runtime slot the core fills at boot.
+import { Buffer } from 'node:buffer';
 import { Codes, UwError } from './errors.js';
 
 export interface RuntimeSlot {

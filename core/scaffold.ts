@@ -1,5 +1,6 @@
 // `uwcore plugin new NAME`: write a third-party plugin package skeleton in ./uwcore-plugin-NAME that builds
 // (tsc) and passes its own test (node:test + uwcore/sdk/testing) as soon as its devDependencies are installed.
+import { Buffer } from 'node:buffer';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';

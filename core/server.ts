@@ -1,5 +1,7 @@
 // The server as one process sees it: plugins set up with their APIs, the hook catalogue, registries,
 // the application, the listeners and the request pipeline (built once from the hooks actually tapped).
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import os from 'node:os';
 import type pino from 'pino';
 import type {

@@ -1,5 +1,6 @@
 // The stats server (--stats ADDR, --stats-http): one uWSGI-compatible JSON document per connection, built
 // by the master at request time from the workers' live counters (asked over IPC) and /proc.
+import { Buffer } from 'node:buffer';
 import fs from 'node:fs';
 import net from 'node:net';
 import type pino from 'pino';

@@ -2,6 +2,7 @@
 // (same options, role `worker`), loads its own copy of the application and runs the requests the
 // worker's main thread hands over. The response goes back as messages (head, data, end), with credit-based
 // backpressure; the body comes in on demand (pull → chunk/eof). Plugins' rpc calls go through the main thread.
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import { parentPort, workerData } from 'node:worker_threads';

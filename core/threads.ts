@@ -4,6 +4,8 @@
 // hands each request that reaches the application to an idle thread (a FIFO queue when all are busy).
 // Harakiri: a thread whose request runs longer than --harakiri is terminated, the client gets 504 (when no
 // header was sent yet), and a fresh thread takes its place.
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import type { Origin } from './plugins.js';
 import type { Ctx } from './context.js';

@@ -1,5 +1,6 @@
 // The WSGI-shaped JavaScript application kind: application(env, start_response) returning an array,
 // iterable, async iterable (or a Promise of one) of strings and bytes; and wsgi.input over the body.
+import { Buffer } from 'node:buffer';
 import { Readable } from 'node:stream';
 import type { HeaderList } from '../sdk/index.js';
 import { HttpError } from '../sdk/index.js';
@@ -9,7 +10,21 @@ import type { Ctx } from './context.js';
 type App = (env: Record<string, unknown>, startResponse: StartResponse) => unknown;
 type StartResponse = (status: string, headers: HeaderList, excInfo?: unknown) => (chunk: string | Uint8Array) => boolean;
 
-const STATUS_RE = /^([1-9]\d\d)(?: (.*))?$/;
+/** The code of a WSGI status line "NNN Reason" (or a bare "NNN"), -1 when it is not one. */
+function statusCode(s: string): number {
+  const n = s.length;
+  if (n < 3 || (n > 3 && s.charCodeAt(3) !== 32)) return -1;
+  const a = s.charCodeAt(0) - 48;
+  const b = s.charCodeAt(1) - 48;
+  const c = s.charCodeAt(2) - 48;
+  if (a < 1 || a > 9 || b < 0 || b > 9 || c < 0 || c > 9) return -1;
+  for (let i = 4; i < n; i++) {
+    const ch = s.charCodeAt(i);
+    // the reason phrase goes on the status line: no CR or LF
+    if (ch === 10 || ch === 13) return -1;
+  }
+  return a * 100 + b * 10 + c;
+}
 
 function isChunk(v: unknown): v is string | Uint8Array {
   return typeof v === 'string' || v instanceof Uint8Array;
@@ -31,11 +46,11 @@ function makeStartResponse(ctx: Ctx): StartResponse {
       if (ctx.headersSent) throw excError(excInfo);
     }
     if (typeof status !== 'string') throw new UwError(Codes.APP_RESPONSE, `start_response() status must be a string like "200 OK", got ${typeof status}`, { hook: 'handle' });
-    const m = STATUS_RE.exec(status);
-    if (m === null) throw new UwError(Codes.APP_RESPONSE, `start_response() status ${JSON.stringify(status).slice(0, 60)} is not "NNN Reason"`, { hook: 'handle' });
+    const code = statusCode(status);
+    if (code < 0) throw new UwError(Codes.APP_RESPONSE, `start_response() status ${JSON.stringify(status).slice(0, 60)} is not "NNN Reason"`, { hook: 'handle' });
     ctx.scanHeaders(headers);
-    ctx.status = Number(m[1]);
-    ctx.reason = m[2] ?? '';
+    ctx.status = code;
+    ctx.reason = status.length > 4 ? status.slice(4) : '';
     ctx.appHeaders = headers;
     return (ctx.writeFn ??= (chunk: string | Uint8Array) => legacyWrite(ctx, chunk));
   };

@@ -1,6 +1,8 @@
 // The stable contract between uwcore's core and its plugins: types, definePlugin, SDK_VERSION,
 // HttpError and Stage. Almost no runtime code lives here; the core implements every interface.
 // A new hook or registry is a minor SDK version; a changed one is a major (see sdk/README.md).
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 
 /**
  * The SDK version plugins are checked against (`plugin.sdk` is a semver range over it).

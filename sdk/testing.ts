@@ -3,6 +3,7 @@
 // response path — in the test's own process, and feed requests to node:http's parser over an in-memory
 // duplex instead of a socket: no ports, no child processes, the same bytes a client would receive.
 // Unlike sdk/index.ts this module imports the core at runtime: use it in tests, never in a plugin.
+import { Buffer } from 'node:buffer';
 import http from 'node:http';
 import path from 'node:path';
 import { Duplex, Writable } from 'node:stream';

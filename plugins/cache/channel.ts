@@ -9,6 +9,7 @@
 //       set/add/setm: u32 value length | value | f64 expires     setm: u16 meta length | meta (latin1)
 //       inc: f64 by
 // Reply frame:    u32 length | one result per op: u8 tag | payload (see R_* below)
+import { Buffer } from 'node:buffer';
 
 export const R_NULL = 0, R_TRUE = 1, R_FALSE = 2, R_BUF = 3, R_NUM = 4, R_KEYS = 5, R_JSON = 6, R_META = 7, R_ERR = 8;
 

@@ -7,6 +7,7 @@
 //   per event-loop turn, at most MAX_INFLIGHT batches in flight), so a request that does a get and a set costs
 //   a fraction of an IPC round trip under load; calls from one process are applied in the order they are made.
 // - single process: calls go straight to the store (no IPC, no serialization).
+import { Buffer } from 'node:buffer';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';

@@ -2,6 +2,7 @@
 // LRU eviction and counters, and persistence to a file (snapshot written to a temporary file, fsynced and
 // renamed over the old one, so a kill -9 at any moment leaves either the previous or the new snapshot).
 // Only the master (or the single process) holds stores; workers reach them over IPC (index.ts).
+import { Buffer } from 'node:buffer';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';

@@ -1,6 +1,7 @@
 // The everyday route actions (continue, break, return, addheader, delheader, redirect, rewrite, setvar, log,
 // donotlog) and the route-if conditions (equal, startswith, endswith, contains, regexp, empty, isfile, isdir …).
 // Everything is compiled when the rule is: per request an action does only what its rule asks.
+import { Buffer } from 'node:buffer';
 import fs from 'node:fs';
 import net from 'node:net';
 import { STATUS_CODES } from 'node:http';

@@ -9,6 +9,7 @@
 //   prebuilt headers, an open descriptor shared by every request (reference-counted, closed once idle for
 //   `ttl`, or at once when ttl is 0) and, for hot files up to --static-memory-max-file, the content itself
 //   (an LRU bounded by --static-memory-cache, dropped when the stat identity changes).
+import { Buffer } from 'node:buffer';
 import fs from 'node:fs';
 import type { HeaderList } from '../../sdk/index.js';
 

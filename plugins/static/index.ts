@@ -1,6 +1,7 @@
 // The `static` plugin: serve files before the application (uWSGI's --check-static, --static-map …) with
 // RFC 9110 Range and conditional requests, precompressed variants, and no way out of the roots.
 // Answers GET and HEAD for paths that are regular files under a root; everything else falls through.
+import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
