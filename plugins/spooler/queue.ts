@@ -149,9 +149,12 @@ export class SpoolDir {
     let placed = false;
     try {
       let reused = this.claimFree(tmp);
+      let oldSize = 0;
       if (reused) {
         fd = fs.openSync(tmp, 'r+');
-        if (fs.fstatSync(fd).nlink !== 1) { fs.closeSync(fd); fd = null; fs.unlinkSync(tmp); reused = false; }
+        const st = fs.fstatSync(fd);
+        oldSize = st.size;
+        if (st.nlink !== 1) { fs.closeSync(fd); fd = null; fs.unlinkSync(tmp); reused = false; }
       }
       fd ??= await fsCall<number>((cb) => fs.open(tmp, 'wx', 0o600, cb));
       if (size <= SYNC_WRITE_MAX) {
@@ -161,10 +164,17 @@ export class SpoolDir {
         await writeAll(fd, packet, 0);
         if (body) await writeAll(fd, body, packet.length); // appended: a big body is never copied
       }
-      if (reused) fs.ftruncateSync(fd, size);
-      if (opts.at !== undefined) fs.futimesSync(fd, opts.at / 1000, opts.at / 1000);
+      if (reused && oldSize !== size) fs.ftruncateSync(fd, size);
       const f = fd;
-      await fsCall<void>((cb) => fs.fsync(f, cb));
+      if (opts.at !== undefined) {
+        fs.futimesSync(fd, opts.at / 1000, opts.at / 1000);
+        await fsCall<void>((cb) => fs.fsync(f, cb)); // the mtime is when the task may run: it must last
+      } else {
+        // the contents and the size (fdatasync writes the inode when the size or the blocks changed; a
+        // reused file of the same size needs only its data block written). The mtime may be lost in a
+        // crash: the task then runs as early as an older mtime says, which is when it was due anyway.
+        await fsCall<void>((cb) => fs.fdatasync(f, cb));
+      }
       fs.closeSync(fd);
       fd = null;
       const qdir = this.queueDir(opts.priority ?? null);
@@ -214,6 +224,9 @@ export class SpoolDir {
    *  reuse, up to `keep` files there; else delete it. Never fsynced: a crash before the change reaches the
    *  disk can bring the task back, which runs it again (at least once). */
   recycle(file: string, nlink: number, keep: number): void {
+    // the count only grows here (writers take files without telling): count again when it says full,
+    // at most every 100 ms
+    if (this.freeCount >= keep && performance.now() - this.freeCountedAt > 100) this.countFree();
     if (nlink === 1 && this.freeCount < keep) {
       try {
         fs.renameSync(file, path.join(this.free, path.basename(file)));
@@ -226,7 +239,9 @@ export class SpoolDir {
 
   /** how many files free/ holds (as counted by countFree, plus those recycled since) */
   freeCount = 0;
+  private freeCountedAt = -Infinity;
   countFree(): number {
+    this.freeCountedAt = performance.now();
     try { this.freeCount = fs.readdirSync(this.free).length; } catch { this.freeCount = 0; }
     return this.freeCount;
   }

@@ -17,18 +17,21 @@ async function recording<T>(body: (events: Ev[]) => Promise<T>): Promise<{ out: 
   const events: Ev[] = [];
   let seq = 0;
   const fdPath = new Map<number, string>();
-  const orig = { open: fs.open, openSync: fs.openSync, fsync: fs.fsync, renameSync: fs.renameSync, rename: fs.rename };
+  const orig = { open: fs.open, openSync: fs.openSync, fsync: fs.fsync, fdatasync: fs.fdatasync, renameSync: fs.renameSync, rename: fs.rename };
   const m = fs as unknown as Record<string, unknown>;
   m.openSync = (p: fs.PathLike, ...a: unknown[]) => { const fd = (orig.openSync as (...x: unknown[]) => number)(p, ...a); fdPath.set(fd, String(p)); return fd; };
   m.open = (p: fs.PathLike, ...a: unknown[]) => {
     const cb = a.pop() as (e: Error | null, fd?: number) => void;
     (orig.open as (...x: unknown[]) => void)(p, ...a, (e: Error | null, fd?: number) => { if (!e) fdPath.set(fd!, String(p)); cb(e, fd); });
   };
-  m.fsync = (fd: number, cb: (e: Error | null) => void) => {
-    const file = fdPath.get(fd) ?? `fd ${fd}`;
-    events.push({ seq: seq++, op: 'fsync', file, phase: 'start' });
-    orig.fsync(fd, (e) => { events.push({ seq: seq++, op: 'fsync', file, phase: 'end' }); cb(e); });
-  };
+  // fsync and fdatasync (contents and size) both count as making a file durable
+  for (const name of ['fsync', 'fdatasync'] as const) {
+    m[name] = (fd: number, cb: (e: Error | null) => void) => {
+      const file = fdPath.get(fd) ?? `fd ${fd}`;
+      events.push({ seq: seq++, op: 'fsync', file, phase: 'start' });
+      orig[name](fd, (e) => { events.push({ seq: seq++, op: 'fsync', file, phase: 'end' }); cb(e); });
+    };
+  }
   m.renameSync = (a: fs.PathLike, b: fs.PathLike) => { orig.renameSync(a, b); events.push({ seq: seq++, op: 'rename', file: String(b) }); };
   try {
     const out = await body(events);
