@@ -333,6 +333,64 @@ export function runLoad({ tool, kind, port, path: reqPath = '/', seconds, thread
 }
 
 // ---------------------------------------------------------------------------------------------
+// spool directories (the drain scenario)
+
+const SPOOL_PREFIX = 'uwsgi_spoolfile_on_';
+
+/** One spool file in uWSGI's format: a uwsgi packet (modifier1 17, le16 vars size, modifier2 0) whose vars
+ *  are le16-length-prefixed keys and values. Written here from the format's definition, not by uwcore. */
+export function spoolPacket(vars) {
+  const parts = [];
+  for (const [k, v] of Object.entries(vars)) {
+    for (const x of [k, v]) { const b = Buffer.from(x); const h = Buffer.alloc(2); h.writeUInt16LE(b.length); parts.push(h, b); }
+  }
+  const body = Buffer.concat(parts);
+  return Buffer.concat([Buffer.from([17, body.length & 0xff, body.length >> 8, 0]), body]);
+}
+
+/** Fill a spool directory with n no-op tasks (the function both servers know: uwcore's bench_noop task,
+ *  uWSGI's uwsgi.spooler), as distinct files, oldest first. */
+export function fillSpool(dir, n) {
+  const pkt = spoolPacket({ n: '1', ud_spool_func: 'bench_noop', ud_spool_ret: '-2' });
+  const host = os.hostname().replace(/[^A-Za-z0-9.-]/g, '-');
+  const sec = Math.floor(Date.now() / 1000) - 1;
+  for (let i = 0; i < n; i++) fs.writeFileSync(path.join(dir, `${SPOOL_PREFIX}${host}_${process.pid}_${i + 1}_${i}_${sec}_${String(i % 1e6).padStart(6, '0')}`), pkt, { mode: 0o600 });
+}
+
+/** Watch a pre-filled spool directory empty itself: every task leaving it (deleted by uWSGI's spooler,
+ *  claimed by uwcore's) is an inotify event; a readdir every 200 ms backs the events up. Resolves with the
+ *  times (performance.now()) the first and the last of the n tasks left and the CPU seconds `cpu()` counted
+ *  between those two moments. */
+export function watchDrain(dir, n, cpu, timeoutMs = 120_000) {
+  return new Promise((resolve, reject) => {
+    const gone = new Set();
+    let first = null;
+    let cpuFirst = 0;
+    const finish = (err) => {
+      w.close(); clearInterval(poll); clearTimeout(limit);
+      if (err) reject(err);
+      else resolve({ firstMs: first, lastMs: performance.now(), cpuSeconds: cpu() - cpuFirst });
+    };
+    const left = (name) => {
+      if (!name.startsWith(SPOOL_PREFIX) || gone.has(name)) return;
+      if (first === null) { first = performance.now(); cpuFirst = cpu(); }
+      gone.add(name);
+      if (gone.size === n) finish();
+    };
+    const w = fs.watch(dir, (ev, name) => { if (name && !fs.existsSync(path.join(dir, name))) left(String(name)); });
+    const poll = setInterval(() => {
+      let names;
+      try { names = new Set(fs.readdirSync(dir)); } catch { return; }
+      if (first === null && names.size >= n) return;
+      // whatever the events missed (a full inotify queue): every name written and no longer there
+      for (const f of written) if (!names.has(f)) left(f);
+    }, 200);
+    const written = fs.readdirSync(dir).filter((f) => f.startsWith(SPOOL_PREFIX));
+    const limit = setTimeout(() => finish(new Error(`the spooler did not drain ${n} tasks within ${timeoutMs / 1000} s (${gone.size} done)`)), timeoutMs);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // nginx in front of a uwsgi socket
 
 export async function startNginx(listenPort, backendPort) {

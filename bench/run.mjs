@@ -9,7 +9,7 @@ import { execSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, cpuSeconds, freePort, probeEnv, processTree, rssKiB, runLoad, sleep, startNginx, startSampler, waitReady } from './lib.mjs';
+import { ROOT, cpuSeconds, fillSpool, freePort, probeEnv, processTree, rssKiB, runLoad, sleep, startNginx, startSampler, waitReady, watchDrain } from './lib.mjs';
 import { scenarios } from './scenarios.mjs';
 
 const HELP = `Usage: node bench/run.mjs [options]   (npm run bench -- [options])
@@ -205,6 +205,7 @@ async function runScenario(sc, opts, env, tool, shared) {
 function describeRound(sc, d) {
   if (sc.load.kind === 'startup') return `${r1(d.ms)} ms to first response`;
   if (sc.load.kind === 'idle-rss') return `${r1(d.perWorkerKiB / 1024)} MiB per worker, ${r1(d.totalKiB / 1024)} MiB total (${d.processes} processes)`;
+  if (sc.load.kind === 'drain') return `${Math.round(d.tasksPerS)} tasks/s (${d.tasks} tasks in ${Math.round(d.ms)} ms), spooler CPU ${d.cpuMsPer1k} ms per 1k tasks`;
   return `${Math.round(d.rps)} req/s, p50 ${r2(d.p50Ms)} ms, p99 ${r2(d.p99Ms)} ms, errors ${d.errors}, RSS ${r1(d.rssPeakKiB / 1024)} MiB`;
 }
 
@@ -216,7 +217,20 @@ async function startServer(sc, spec, shared, { nginx, backendPort }) {
   const ctx = { port, staticDir: shared.staticDir, spoolDir };
   const command = spec.describe(ctx).replace(shared.staticDir, '$STATIC').replace(spoolDir, '$SPOOL');
   const probeKind = sc.load.kind === 'uwsgi' || sc.load.nginx ? 'uwsgi' : 'http';
+  if (sc.load.kind === 'drain') fillSpool(spoolDir, sc.load.tasks);
   const h = spec.spawn(ctx);
+  let drained = null;
+  if (sc.load.kind === 'drain') {
+    // the spooler starts on the full directory at once; count the CPU of that one process (both servers
+    // log "... spooler on dir DIR with pid N"), not the rest of the server starting up meanwhile
+    let pid = null;
+    const cpu = () => {
+      pid ??= Number(/spooler on dir \S+ with pid (\d+)/.exec(h.output())?.[1]) || null;
+      return pid ? cpuSeconds(pid) : processTree(h.pid).reduce((a, p) => a + cpuSeconds(p), 0);
+    };
+    drained = watchDrain(spoolDir, sc.load.tasks, cpu);
+    drained.catch(() => undefined);
+  }
   try {
     const ready = await waitReady(h, port, probeKind, sc.load.path);
     const loadPort = nginx ? nginx.port : port;
@@ -227,7 +241,7 @@ async function startServer(sc, spec, shared, { nginx, backendPort }) {
         if (st.status >= 400) throw new Error(`nginx answers ${st.status} in front of this server`);
       }
     }
-    return { h, command, ready, loadPort };
+    return { h, command, ready, loadPort, drained };
   } catch (e) {
     await h.stop();
     throw Object.assign(e, { command });
@@ -267,6 +281,12 @@ async function measure(sc, spec, opts, tool, shared, where) {
   const { h, command, ready } = srv;
   try {
     if (sc.load.kind === 'startup') return { command, data: { ms: ready.ms, status: ready.status } };
+    if (sc.load.kind === 'drain') {
+      const d = await srv.drained;
+      const ms = d.lastMs - d.firstMs;
+      const n = sc.load.tasks;
+      return { command, data: { tasks: n, ms, tasksPerS: ((n - 1) * 1000) / ms, cpuSeconds: r2(d.cpuSeconds), cpuMsPer1k: r2((d.cpuSeconds * 1e6) / n) } };
+    }
     if (sc.load.kind === 'idle-rss') {
       await sleep(1000);
       const tree = processTree(h.pid);
@@ -298,6 +318,10 @@ function summarize(sc, rounds) {
   if (sc.load.kind === 'idle-rss') {
     const w = rounds.map((x) => x.perWorkerKiB / 1024);
     return { value: r1(median(w)), min: r1(Math.min(...w)), max: r1(Math.max(...w)), unit: 'MiB', totalMiB: r1(median(rounds.map((x) => x.totalKiB / 1024))), masterMiB: r1(median(rounds.map((x) => x.masterKiB / 1024))), processes: rounds[0].processes, spreadPct: r1(((Math.max(...w) - Math.min(...w)) / median(w)) * 100) };
+  }
+  if (sc.load.kind === 'drain') {
+    const v = rounds.map((x) => x.tasksPerS);
+    return { value: Math.round(median(v)), min: Math.round(Math.min(...v)), max: Math.round(Math.max(...v)), unit: 'tasks/s', tasks: rounds[0].tasks, spreadPct: r1(((Math.max(...v) - Math.min(...v)) / median(v)) * 100), cpuMsPer1k: r2(median(rounds.map((x) => x.cpuMsPer1k))) };
   }
   const rps = rounds.map((x) => x.rps);
   const med = median(rps);
@@ -356,11 +380,11 @@ function renderMarkdown(doc) {
   L.push(`- Machine: ${m.machine.cpus} × ${m.machine.cpuModel}, ${m.machine.memGiB} GiB, Linux ${m.machine.kernel}; load average at start ${m.machine.loadavg.join(' ')}${m.machine.loadavgEnd ? `, at the end ${m.machine.loadavgEnd.join(' ')}` : ''} (other work on the machine)`);
   L.push(`- Node ${m.node}; uWSGI ${m.uwsgi ?? 'not installed'}; nginx ${m.nginx ?? 'not installed'}; gunicorn ${m.gunicorn ?? 'not installed'}`);
   L.push(`- Load: ${m.loadgen}; uwsgi protocol: ${m.uwsgiProtocolLoadgen}`);
-  L.push(`- Each figure: median of ${m.settings.rounds} interleaved rounds of ${m.settings.duration} s; spread = ±(max − min) ÷ 2 ÷ median. Throughput scenarios start each server once, warm it up for ${m.settings.warmup} s and freeze it (SIGSTOP) while the other servers run; startup, idle-RSS, reload and nginx scenarios start a fresh server per round (with the same warm-up)`);
+  L.push(`- Each figure: median of ${m.settings.rounds} interleaved rounds of ${m.settings.duration} s; spread = ±(max − min) ÷ 2 ÷ median. Throughput scenarios start each server once, warm it up for ${m.settings.warmup} s and freeze it (SIGSTOP) while the other servers run; startup, idle-RSS, reload and nginx scenarios start a fresh server per round (with the same warm-up); drain scenarios start a fresh server per round on a spool directory the bench has filled, and time its spooler from the first task taken to the last (tasks/s = (tasks − 1) ÷ that time; CPU: that spooler process's, over the same span)`);
   L.push('- Ratio column: uwcore ÷ baseline in req/s; in parentheses the CPU-efficiency ratio, baseline ÷ uwcore in server CPU time per request (≥ 1: uwcore spends less CPU per request). RSS: peak sum over the server\'s processes, sampled from /proc every 250 ms; CPU: utime + stime of those processes over the measured run');
   for (const n of m.notes) L.push(`- ${n}`);
   L.push('');
-  const thr = doc.scenarios.filter((s) => !s.skipped && !['startup', 'idle-rss'].includes(s.kind));
+  const thr = doc.scenarios.filter((s) => !s.skipped && !['startup', 'idle-rss', 'drain'].includes(s.kind));
   if (thr.length) {
     L.push('| scenario | server | req/s (median) | spread | p50 ms | p99 ms | errors | RSS under load MiB | CPU ms / 1k req | uwcore ratio: req/s (CPU per req) |');
     L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|---|');
@@ -371,6 +395,20 @@ function renderMarkdown(doc) {
         if (!x) { L.push(`| ${sc.id} | ${s.name} | failed: ${(s.failures[0] ?? '').split('\n')[0].replace(/\|/g, '/')} | | | | | | | |`); continue; }
         const ratios = s.ratios ? Object.entries(s.ratios).map(([k, v]) => `${v} × ${k}${s.cpuRatios?.[k] != null ? ` (${s.cpuRatios[k]})` : ''}`).join(', ') : '';
         L.push(`| ${sc.id} | ${s.name} | ${x.value} | ±${r1(x.spreadPct / 2)}% | ${x.p50Ms} | ${x.p99Ms} | ${x.errors} | ${x.rssPeakMiB} | ${x.cpuMsPer1k} | ${ratios} |`);
+      }
+    }
+    L.push('');
+  }
+  const drains = doc.scenarios.filter((s) => !s.skipped && s.kind === 'drain');
+  if (drains.length) {
+    L.push('| scenario | server | tasks/s (median) | spread | tasks per round | spooler CPU ms / 1k tasks | uwcore ratio: tasks/s (CPU per task) |');
+    L.push('|---|---|--:|--:|--:|--:|---|');
+    for (const sc of drains) {
+      for (const s of sc.servers) {
+        if (s.skipped || !s.summary) { L.push(`| ${sc.id} | ${s.name} | ${s.skipped ? 'skipped: ' + s.skipped : `failed: ${(s.failures[0] ?? '').split('\n')[0].replace(/\|/g, '/')}`} | | | | |`); continue; }
+        const x = s.summary;
+        const ratios = s.ratios ? Object.entries(s.ratios).map(([k, v]) => `${v} × ${k}${s.cpuRatios?.[k] != null ? ` (${s.cpuRatios[k]})` : ''}`).join(', ') : '';
+        L.push(`| ${sc.id} | ${s.name} | ${x.value} | ±${r1(x.spreadPct / 2)}% | ${x.tasks} | ${x.cpuMsPer1k} | ${ratios} |`);
       }
     }
     L.push('');

@@ -7,7 +7,9 @@
 //   gunicorn(name, callable)     gunicorn sync workers, where installed
 // '{addr}' in args is replaced by 127.0.0.1:PORT; '{static}' by the static files directory; '{spool}' by a
 // fresh spool directory. Load kinds: http (wrk, keep-alive), http-close (wrk -H 'Connection: close'),
-// uwsgi (bench/loadgen.mjs raw packets), and the special kinds startup, idle-rss and reload.
+// uwsgi (bench/loadgen.mjs raw packets), and the special kinds startup, idle-rss, reload and drain (the
+// spool directory is filled with load.tasks spool files before the server starts; measured: how fast its
+// spooler empties it).
 // target: { baseline, min } (uwcore's requests/s ÷ baseline's), or { baseline, lowerIsBetter: true }.
 import { uwcore, node, netFloor, uwsgi, gunicorn } from './lib.mjs';
 
@@ -119,6 +121,16 @@ export const scenarios = [
     servers: [
       uwcore('uwcore', ['--http', '{addr}', '--spooler', '{spool}', '--app', 'bench/apps/spool.js']),
       uwsgi('uwsgi', ['--http11-socket', '{addr}', '--master', '--spooler', '{spool}', '--callable', 'spool']),
+    ],
+  },
+  {
+    // one spooler process drains a directory pre-filled with TASKS no-op tasks in uWSGI's spool file
+    // format (written by the bench, not by either server); the figure is tasks executed per second
+    id: 'spool-drain', title: 'spooler: tasks executed per second by one spooler process (pre-filled directory)', load: { kind: 'drain', path: '/', tasks: 5000 },
+    target: { baseline: 'uwsgi', min: 1.0 },
+    servers: [
+      uwcore('uwcore', ['--http', '{addr}', '--spooler', '{spool}', '--import', 'bench/apps/spool-task.js', ...HELLO]),
+      uwsgi('uwsgi', ['--http11-socket', '{addr}', '--master', '--spooler', '{spool}', '--callable', 'hello']),
     ],
   },
   {

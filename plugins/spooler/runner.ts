@@ -26,6 +26,8 @@ export interface RunnerOptions {
 export interface RunnerReport { done: number; failed: number; retried: number; running: string | null }
 
 const MAX_BACKOFF = 3600_000;
+/** completed task files kept in free/ for writers to reuse (see SpoolDir.enqueue) */
+const FREE_KEEP = 1024;
 
 export class Runner {
   private readonly mine: string;
@@ -39,6 +41,12 @@ export class Runner {
   private lastRecover = 0;
   /** files that looked half-written (another writer): skipped until this time */
   private readonly skipUntil = new Map<string, number>();
+  /** tasks this process claimed whose departure from the queue the directory watch has not reported yet */
+  private readonly claimedNames = new Set<string>();
+  /** ids that had a bookkeeping file in meta/ at the last scan (read after the queue: a queued task's
+   *  bookkeeping is always written before the task is put back in the queue) */
+  private metaIds = new Set<string>();
+  private readonly debug: boolean;
 
   constructor(
     private readonly spool: SpoolDir,
@@ -49,11 +57,16 @@ export class Runner {
     private readonly onChange: () => void,
   ) {
     this.mine = path.join(spool.running, String(process.pid));
+    this.debug = log.isLevelEnabled('debug');
   }
 
   private poke = (_ev?: string, name?: string | Buffer | null, d?: string): void => {
-    // a rename event also fires when a task leaves (claimed): only arrivals matter
-    if (name && d && !fs.existsSync(path.join(d, String(name)))) return;
+    if (name && d) {
+      if (this.dirty) return; // a rescan is due anyway
+      // a rename event also fires when a task leaves (claimed): only arrivals matter
+      const n = String(name);
+      if (this.claimedNames.delete(n) || !fs.existsSync(path.join(d, n))) return;
+    }
     this.dirty = true;
     const w = this.wake;
     if (w) { this.wake = null; w(); }
@@ -72,6 +85,7 @@ export class Runner {
   async run(): Promise<'stopped' | 'recycle'> {
     fs.mkdirSync(this.mine, { recursive: true, mode: 0o750 });
     this.recover(true);
+    this.spool.countFree();
     fs.writeFileSync(path.join(this.mine, OWNER_FILE), `${procStart(process.pid) ?? ''}\n`);
     this.housekeeping();
     this.watch(this.spool.dir);
@@ -80,12 +94,13 @@ export class Runner {
       for (;;) {
         if (this.signal.aborted) return 'stopped';
         const now = Date.now();
-        if (now - this.lastRecover > 1000) this.recover(false);
+        if (now - this.lastRecover > 1000) { this.recover(false); this.spool.countFree(); }
         const t0 = performance.now();
         this.dirty = false;
-        const list = this.spool.listQueued(now);
+        if (this.claimedNames.size > 10_000) this.claimedNames.clear();
+        const list = this.spool.listQueued(now, (d) => this.watch(d));
+        this.metaIds = this.spool.metaIds();
         const scanMs = performance.now() - t0;
-        for (const p of this.spool.priorities()) this.watch(this.spool.queueDir(p.name));
         let nextAt = Infinity;
         let ran = 0;
         const batchStart = performance.now();
@@ -99,6 +114,7 @@ export class Runner {
           }
           const claimed = path.join(this.mine, t.id);
           try { fs.renameSync(t.file, claimed); } catch { continue; } // another process took it
+          this.claimedNames.add(t.id);
           await this.execute(t, claimed);
           ran++;
           if (this.opts.maxTasks > 0 && this.done + this.failed + this.retried >= this.opts.maxTasks) {
@@ -218,7 +234,18 @@ export class Runner {
   private async execute(t: TaskEntry, claimed: string): Promise<void> {
     const id = t.id;
     let buf: Buffer;
-    try { buf = fs.readFileSync(claimed); } catch { return; }
+    let nlink: number;
+    try {
+      const fd = fs.openSync(claimed, 'r');
+      try {
+        const st = fs.fstatSync(fd);
+        nlink = st.nlink;
+        buf = Buffer.allocUnsafe(st.size);
+        let o = 0;
+        for (let n; o < buf.length && (n = fs.readSync(fd, buf, o, buf.length - o, o)) > 0;) o += n;
+        if (o < buf.length) buf = buf.subarray(0, o);
+      } finally { fs.closeSync(fd); }
+    } catch { return; }
     let p: Packet;
     let args: Record<string, unknown>;
     try {
@@ -234,7 +261,7 @@ export class Runner {
     }
     const name = p.vars.get('ud_spool_func') ?? '';
     const retVar = p.vars.get('ud_spool_ret');
-    const meta = this.spool.readMeta(id);
+    const meta = this.metaIds.has(id) ? this.spool.readMeta(id) : null;
     const attempt = (meta?.attempts ?? 0) + 1;
     const entry = this.lookup(name);
     this.current = id;
@@ -253,7 +280,12 @@ export class Runner {
         const kind: TaskKind = retVar === String(SPOOL_OK) ? 'spool' : retVar === String(SPOOL_RETRY) ? 'forever' : retVar === undefined ? (entry.kind === 'raw' ? 'raw' : entry.kind) : 'raw';
         const at = p.vars.get('at');
         const prio = p.vars.get('priority');
-        const ctx: TaskContext = { id, name, attempt, dir: this.spool.dir, priority: prio !== undefined ? Number(prio) : null, at: at !== undefined ? Number(at) : null, signal: this.signal, log: this.log.child({ task: id }) };
+        const log = this.log;
+        let child: Logger | null = null;
+        const ctx: TaskContext = {
+          id, name, attempt, dir: this.spool.dir, priority: prio !== undefined ? Number(prio) : null, at: at !== undefined ? Number(at) : null, signal: this.signal,
+          get log() { return (child ??= log.child({ task: id })); }, // made on first use: most tasks never log
+        };
         let r: unknown;
         try {
           r = await entry.fn(args, ctx);
@@ -275,10 +307,11 @@ export class Runner {
     }
     const secs = ((performance.now() - started) / 1000).toFixed(3);
     if (outcome === 'ok') {
-      try { fs.unlinkSync(claimed); } catch { /* removed by hand */ }
+      // completed: out of the queue for good (its file is reused by a later enqueue, or deleted)
+      this.spool.recycle(claimed, nlink, FREE_KEEP);
       if (meta) this.spool.removeMeta(id);
       this.done++;
-      this.log.debug({ task: id, fn: name, seconds: Number(secs) }, `done with task ${id} after ${secs} seconds`);
+      if (this.debug) this.log.debug({ task: id, fn: name, seconds: Number(secs) }, `done with task ${id} after ${secs} seconds`);
     } else if (outcome === 'forever') {
       // @spoolforever: run again at the next scan
       if (meta) this.spool.removeMeta(id);

@@ -1,0 +1,144 @@
+// The write path of a task (SpoolDir.enqueue) under concurrency: group commit and file reuse must keep
+// the promise of .spool(): when it resolves, the task's file is complete, fsynced, renamed into place, and
+// a directory fsync that started after that rename has completed. The order of the syscalls is recorded
+// by wrapping the fs functions the plugin calls (they go through the `fs` module object).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { decodePacket, encodePacket, newTaskId } from '../../plugins/spooler/format.js';
+import { SpoolDir } from '../../plugins/spooler/queue.js';
+import { tmpDir } from '../helpers/server.js';
+
+type Ev = { seq: number; op: string; file: string; phase?: 'start' | 'end' };
+
+/** Record renames, fsyncs (start and end, by file) and opens while `body` runs. */
+async function recording<T>(body: (events: Ev[]) => Promise<T>): Promise<{ out: T; events: Ev[] }> {
+  const events: Ev[] = [];
+  let seq = 0;
+  const fdPath = new Map<number, string>();
+  const orig = { open: fs.open, openSync: fs.openSync, fsync: fs.fsync, fdatasync: fs.fdatasync, renameSync: fs.renameSync, rename: fs.rename };
+  const m = fs as unknown as Record<string, unknown>;
+  m.openSync = (p: fs.PathLike, ...a: unknown[]) => { const fd = (orig.openSync as (...x: unknown[]) => number)(p, ...a); fdPath.set(fd, String(p)); return fd; };
+  m.open = (p: fs.PathLike, ...a: unknown[]) => {
+    const cb = a.pop() as (e: Error | null, fd?: number) => void;
+    (orig.open as (...x: unknown[]) => void)(p, ...a, (e: Error | null, fd?: number) => { if (!e) fdPath.set(fd!, String(p)); cb(e, fd); });
+  };
+  // fsync and fdatasync (contents and size) both count as making a file durable
+  for (const name of ['fsync', 'fdatasync'] as const) {
+    m[name] = (fd: number, cb: (e: Error | null) => void) => {
+      const file = fdPath.get(fd) ?? `fd ${fd}`;
+      events.push({ seq: seq++, op: 'fsync', file, phase: 'start' });
+      orig[name](fd, (e) => { events.push({ seq: seq++, op: 'fsync', file, phase: 'end' }); cb(e); });
+    };
+  }
+  m.renameSync = (a: fs.PathLike, b: fs.PathLike) => { orig.renameSync(a, b); events.push({ seq: seq++, op: 'rename', file: String(b) }); };
+  try {
+    const out = await body(events);
+    return { out, events };
+  } finally {
+    Object.assign(m, orig);
+  }
+}
+
+function check(events: Ev[], s: SpoolDir, id: string, qdir: string): void {
+  const resolved = events.find((e) => e.op === 'resolved' && e.file === id);
+  assert.ok(resolved, `${id} resolved`);
+  const placed = events.find((e) => e.op === 'rename' && e.file === path.join(qdir, id));
+  assert.ok(placed && placed.seq < resolved.seq, `${id}: renamed into ${qdir} before it resolved`);
+  const tmp = path.join(s.tmp, id);
+  const fileSynced = events.find((e) => e.op === 'fsync' && e.phase === 'end' && e.file === tmp);
+  assert.ok(fileSynced && fileSynced.seq < placed.seq, `${id}: its file was fsynced before the rename`);
+  // a directory fsync of qdir that started after the rename and ended before the resolve
+  const starts = events.filter((e) => e.op === 'fsync' && e.file === qdir && e.phase === 'start' && e.seq > placed.seq && e.seq < resolved.seq);
+  const ok = starts.some((st) => {
+    const startsBefore = events.filter((e) => e.op === 'fsync' && e.file === qdir && e.phase === 'start' && e.seq <= st.seq).length;
+    const end = events.filter((e) => e.op === 'fsync' && e.file === qdir && e.phase === 'end')[startsBefore - 1];
+    return end !== undefined && end.seq < resolved.seq;
+  });
+  assert.ok(ok, `${id}: a directory fsync of ${qdir} started after its rename and completed before it resolved`);
+}
+
+test('concurrent enqueues share directory fsyncs, and each resolves only once its task is durable', async () => {
+  const dir = path.join(tmpDir('uwcore-spool-commit-'), 'q');
+  const s = SpoolDir.prepare(dir);
+  const N = 200;
+  const packets = Array.from({ length: N }, (_, i) => encodePacket([['i', String(i)], ['ud_spool_func', 'f'], ['ud_spool_ret', '-2']]));
+  const { out: ids, events } = await recording(async (events) => {
+    return Promise.all(packets.map(async (p, i) => {
+      const id = await s.enqueue(p, i % 10 === 0 ? { priority: 3 } : {});
+      // at the moment it resolves: the file is in place, complete
+      const q = i % 10 === 0 ? s.queueDir(3) : dir;
+      assert.deepEqual(fs.readFileSync(path.join(q, id)), p);
+      events.push({ seq: -1, op: 'resolved', file: id });
+      return id;
+    }));
+  });
+  // the order of the events is their place in the list
+  let k = 0;
+  const ordered = events.map((e) => ({ ...e, seq: k++ }));
+  for (let i = 0; i < N; i++) check(ordered, s, ids[i]!, i % 10 === 0 ? s.queueDir(3) : dir);
+  const dirSyncs = ordered.filter((e) => e.op === 'fsync' && e.file === dir && e.phase === 'start').length;
+  assert.ok(dirSyncs < N * 0.9, `directory fsyncs are shared: ${dirSyncs} for ${N} tasks`);
+  // the priority directory's own entry was made durable (an fsync of the top directory after its mkdir)
+  assert.ok(ordered.some((e) => e.op === 'fsync' && e.file === dir), 'the top directory was fsynced');
+  assert.equal(fs.readdirSync(s.tmp).length, 0, 'nothing is left in tmp/');
+});
+
+test('a completed task\'s file is reused from free/: overwritten, truncated, durable like a new one', async () => {
+  const dir = path.join(tmpDir('uwcore-spool-reuse-'), 'q');
+  const s = SpoolDir.prepare(dir);
+  // files of completed tasks, larger than the tasks that will reuse them
+  const old = encodePacket([['old', 'x'.repeat(3000)], ['ud_spool_func', 'f']]);
+  const olds: string[] = [];
+  for (let i = 0; i < 20; i++) { const id = newTaskId(); fs.writeFileSync(path.join(s.free, id), old, { mode: 0o600 }); olds.push(id); }
+  const inodes = new Set(olds.map((id) => fs.statSync(path.join(s.free, id)).ino));
+  // one of them has a second link (a stale entry a machine crash can leave on a filesystem without a
+  // journal): it must not be overwritten
+  const linked = path.join(path.dirname(dir), 'other-link');
+  fs.linkSync(path.join(s.free, olds[0]!), linked);
+  const at = Math.floor(Date.now() / 1000) + 3600;
+  const packets = Array.from({ length: 30 }, (_, i) => encodePacket([['i', String(i)], ['ud_spool_func', 'f'], ['ud_spool_ret', '-2']]));
+  const { out: ids, events } = await recording(async (events) => Promise.all(packets.map(async (p, i) => {
+    const id = await s.enqueue(p, i === 5 ? { at: at * 1000 } : {});
+    events.push({ seq: -1, op: 'resolved', file: id });
+    return id;
+  })));
+  let k = 0;
+  const ordered = events.map((e) => ({ ...e, seq: k++ }));
+  let reused = 0;
+  for (let i = 0; i < ids.length; i++) {
+    const f = path.join(dir, ids[i]!);
+    const st = fs.statSync(f);
+    if (inodes.has(st.ino)) reused++;
+    assert.equal(st.size, packets[i]!.length, 'a reused file is truncated to the new task');
+    assert.deepEqual(decodePacket(fs.readFileSync(f)).vars.get('i'), String(i));
+    assert.equal(st.mode & 0o777, 0o600);
+    if (i === 5) assert.equal(Math.round(st.mtimeMs / 1000), at, '`at` is the mtime of a reused file too');
+    check(ordered, s, ids[i]!, dir);
+  }
+  assert.equal(reused, 19, 'every free file with a single link was reused');
+  assert.deepEqual(fs.readFileSync(linked), old, 'a file with another link is never overwritten');
+  assert.equal(fs.readdirSync(s.free).length, 0);
+  assert.equal(fs.readdirSync(s.tmp).length, 0);
+});
+
+test('the spooler keeps completed files in free/ (at most its cap) instead of deleting them', () => {
+  const dir = path.join(tmpDir('uwcore-spool-recycle-'), 'q');
+  const s = SpoolDir.prepare(dir);
+  s.countFree();
+  const mk = () => { const f = path.join(s.running, newTaskId()); fs.writeFileSync(f, 'x'); return f; };
+  const a = mk();
+  s.recycle(a, 1, 2);
+  assert.ok(fs.existsSync(path.join(s.free, path.basename(a))));
+  const b = mk();
+  fs.linkSync(b, `${b}-link`);
+  s.recycle(b, 2, 2);
+  assert.ok(!fs.existsSync(b) && !fs.existsSync(path.join(s.free, path.basename(b))), 'a file with another link is deleted');
+  const c = mk();
+  s.recycle(c, 1, 2);
+  const d = mk();
+  s.recycle(d, 1, 2);
+  assert.ok(!fs.existsSync(d) && !fs.existsSync(path.join(s.free, path.basename(d))), 'over the cap: deleted');
+  assert.equal(s.countFree(), 2);
+});
