@@ -80,11 +80,18 @@ export function buildHttpEnv(req: IncomingMessage, listener: ListenerInfo, port:
   const raw = req.rawHeaders;
   let chunked = false;
   let cl: string | undefined;
+  let host: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     if (name.includes('_')) continue; // HTTP_X_Y from "X_Y" would spoof "X-Y" (nginx drops these too)
-    let key = cgiHeaderName(name);
     const value = raw[i + 1]!;
+    if (name.length === 4 && (name === 'Host' || name === 'host' || name.toLowerCase() === 'host')) {
+      // the one header nearly every request has: a named store keeps this site monomorphic (a keyed store
+      // with a new key goes through the megamorphic stub and the runtime)
+      host = host === undefined ? value : `${host}, ${value}`;
+      continue;
+    }
+    let key = cgiHeaderName(name);
     if (key.length === 17 || key.length === 19) {
       // CONTENT_TYPE and CONTENT_LENGTH carry no HTTP_ prefix (CGI, PEP 3333)
       if (key === 'HTTP_CONTENT_TYPE') {
@@ -98,8 +105,8 @@ export function buildHttpEnv(req: IncomingMessage, listener: ListenerInfo, port:
     env[key] = prev === undefined ? value : `${prev as string}, ${value}`;
   }
   if (cl !== undefined && !chunked) env.CONTENT_LENGTH = cl;
-  const host = env.HTTP_HOST as string | undefined;
   if (host !== undefined) {
+    env.HTTP_HOST = host;
     let end = host.charCodeAt(0) === 91 /* [ */ ? host.indexOf(']') + 1 : host.indexOf(':');
     if (end <= 0) end = host.length;
     env.SERVER_NAME = end === host.length ? host : host.slice(0, end);
