@@ -42,13 +42,17 @@ class SweepState {
  * One pass over the open connections every timeout/4 (at most 1 s), instead of a socket timer that node
  * would re-arm on every read and write of every request (~6 µs per keep-alive request, measured).
  */
-function sweep(sockets: Map<HttpSocket, SweepState>, timeoutMs: number): void {
+function sweep(sockets: Map<HttpSocket, SweepState>, timeoutMs: number, idleMs: number): void {
   const now = Date.now();
   for (const [s, st] of sockets) {
     const r = s.bytesRead;
     const w = s.bytesWritten;
     if (r !== st.r || w !== st.w) { st.r = r; st.w = w; st.t = now; continue; }
-    if (now - st.t >= timeoutMs) onIdleTimeout(s);
+    const silent = now - st.t;
+    // an idle keep-alive connection (no request in progress) closes after idleMs; this replaces node's
+    // keepAliveTimeout, which arms and clears a socket timer around every request
+    if (silent >= idleMs && s._httpMessage == null) { s.destroy(); continue; }
+    if (silent >= timeoutMs) onIdleTimeout(s);
   }
 }
 
@@ -151,14 +155,16 @@ export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeout
     maxHeaderSize: server.bufferSize,
     headersTimeout: timeoutMs,
     requestTimeout: 0,
-    keepAliveTimeout: Math.min(timeoutMs, 5000),
+    // idle keep-alive connections are closed by the sweep (min(timeout, 5 s)), not by a timer per request
+    keepAliveTimeout: 0,
     // how often node looks for connections past headersTimeout (its default, 30 s, lets slow-header
     // connections pile up far beyond the timeout)
     connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.round(timeoutMs / 4))),
     noDelay: true,
     requireHostHeader: true,
   }, onRequest);
-  const sweeper = setInterval(sweep, Math.max(100, Math.min(1000, Math.round(timeoutMs / 4))), sockets, timeoutMs);
+  const idleMs = Math.min(timeoutMs, 5000);
+  const sweeper = setInterval(sweep, Math.max(100, Math.min(1000, Math.round(idleMs / 4))), sockets, timeoutMs, idleMs);
   sweeper.unref();
   srv.once('close', () => clearInterval(sweeper));
   // Expect: 100-continue: refuse a body over --limit-post before the client sends it

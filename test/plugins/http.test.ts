@@ -130,6 +130,37 @@ describe('http hardening', () => {
     }
   });
 
+  test('an idle keep-alive connection closes after min(--http-timeout, 5 s); one in use stays open', async () => {
+    const idle = net.connect(port, '127.0.0.1');
+    const busy = net.connect(port, '127.0.0.1');
+    let idleGot = '';
+    let idleClosedAt = 0;
+    let busyClosed = false;
+    idle.on('data', (d) => { idleGot += d.toString('latin1'); });
+    idle.on('close', () => { idleClosedAt = performance.now(); });
+    busy.on('data', () => undefined);
+    busy.on('close', () => { busyClosed = true; });
+    idle.on('error', () => undefined);
+    busy.on('error', () => undefined);
+    await Promise.all([new Promise((r) => idle.once('connect', r)), new Promise((r) => busy.once('connect', r))]);
+    idle.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    const t0 = performance.now();
+    // the busy connection sends a request every 300 ms: never idle for the 1 s timeout
+    const tick = setInterval(() => busy.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), 300);
+    try {
+      await new Promise((r) => setTimeout(r, 3000));
+      assert.match(idleGot, /^HTTP\/1\.1 200 /, 'the idle connection got its response first');
+      assert.ok(idleClosedAt > 0, 'the idle keep-alive connection was closed');
+      const after = idleClosedAt - t0;
+      assert.ok(after >= 900 && after < 2600, `closed ${Math.round(after)} ms after its response (timeout 1 s)`);
+      assert.equal(busyClosed, false, 'a connection in use is not closed');
+    } finally {
+      clearInterval(tick);
+      idle.destroy();
+      busy.destroy();
+    }
+  });
+
   test('client resets mid-request and mid-response: the worker survives and leaks no descriptor', async () => {
     const fds = () => fs.readdirSync(`/proc/${srv.proc.pid}/fd`).length;
     await httpGet(port, '/');
