@@ -243,12 +243,16 @@ export class Server implements ServerHandle {
 
   /** SERVER_PORT per TCP listener: every socket it accepts has the listener's port as its local port. */
   private readonly serverPorts = new WeakMap<ListenerInfo, string>();
+  /** the listener of the last request and its port (most requests come through the same one) */
+  private lastListener: ListenerInfo | null = null;
+  private lastPort = '';
 
   /** The CGI vars of a node:http request. */
   httpEnv(req: import('node:http').IncomingMessage, listener: ListenerInfo): Env {
     const a = listener.address;
     let port = '80';
-    if (a.kind === 'tcp') {
+    if (listener === this.lastListener) port = this.lastPort;
+    else if (a.kind === 'tcp') {
       // looked up once per listener (port 0 binds a random one), not with a getsockname() per connection
       port = this.serverPorts.get(listener) ?? '';
       if (port === '') {
@@ -256,6 +260,8 @@ export class Server implements ServerHandle {
         this.serverPorts.set(listener, port);
       }
     }
+    this.lastListener = listener;
+    this.lastPort = port;
     return buildHttpEnv(req, listener, port, 'http');
   }
 
