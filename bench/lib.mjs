@@ -96,13 +96,13 @@ export function node(name, mode, opts = {}) {
   };
 }
 
-/** The raw `net` responder: Node's floor for new-connection-per-request work. */
-export function netFloor(name) {
+/** The raw `net` responder: Node's floor for new-connection-per-request work (HTTP requests or uwsgi packets). */
+export function netFloor(name, protocol = 'http') {
   return {
     name, type: 'net',
     skip: () => null,
-    describe: () => 'node bench/apps/net-floor.mjs (raw net, fixed answer, close)',
-    spawn: (ctx) => spawnServer(process.execPath, [path.join(APPS, 'net-floor.mjs')], { BENCH_PORT: String(ctx.port) }, 'SIGTERM'),
+    describe: () => `node bench/apps/net-floor.mjs (raw net, ${protocol === 'uwsgi' ? 'uwsgi packet in, ' : ''}fixed answer, close)`,
+    spawn: (ctx) => spawnServer(process.execPath, [path.join(APPS, 'net-floor.mjs')], { BENCH_PORT: String(ctx.port), BENCH_FLOOR: protocol }, 'SIGTERM'),
   };
 }
 
@@ -291,7 +291,14 @@ export function runLoad({ tool, kind, port, path: reqPath = '/', seconds, thread
   let cmd;
   let args;
   const env = { ...process.env };
-  if (kind === 'uwsgi') {
+  if (kind === 'uwsgi' && tool === 'wrk') {
+    // raw uwsgi packets through wrk (bench/wrk-uwsgi.lua): a new connection per request, at C speed
+    cmd = probeEnv().wrk;
+    args = ['-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '5s', '-s', path.join(ROOT, 'bench/wrk-uwsgi.lua'), `http://127.0.0.1:${port}/`];
+    env.BENCH_WRK_REPORT = path.join(ROOT, 'bench/wrk-report.lua');
+    env.BENCH_PATH = reqPath;
+    env.BENCH_PORT = String(port);
+  } else if (kind === 'uwsgi') {
     cmd = process.execPath;
     args = [path.join(ROOT, 'bench/loadgen.mjs'), 'uwsgi', '127.0.0.1', String(port), String(seconds), String(connections), reqPath];
   } else if (tool === 'wrk') {
@@ -319,7 +326,7 @@ export function runLoad({ tool, kind, port, path: reqPath = '/', seconds, thread
       const r = JSON.parse(line.slice(11));
       const errorDetail = { connect: r.connect, read: r.read, write: r.write, timeout: r.timeout, status: r.status };
       resolve({
-        tool: kind === 'uwsgi' ? 'loadgen.mjs (uwsgi packets)' : tool === 'wrk' ? 'wrk' : 'loadgen.mjs (http)',
+        tool: kind === 'uwsgi' ? (tool === 'wrk' ? 'wrk (uwsgi packets)' : 'loadgen.mjs (uwsgi packets)') : tool === 'wrk' ? 'wrk' : 'loadgen.mjs (http)',
         requests: r.requests,
         seconds: r.duration_us / 1e6,
         rps: r.requests / (r.duration_us / 1e6),

@@ -1,7 +1,8 @@
 // The bench's own load generator, run as a separate process so it never shares the harness's event loop.
 //   node bench/loadgen.mjs uwsgi HOST PORT SECONDS CONNECTIONS [PATH]
-//       raw uwsgi packets (modifier1 0), one new TCP connection per request, CONNECTIONS at once. wrk cannot
-//       speak the binary uwsgi framing (its Lua hooks only shape HTTP text), so this client does.
+//       raw uwsgi packets (modifier1 0), one new TCP connection per request, CONNECTIONS at once: the
+//       fallback when wrk is not installed (with wrk, bench/wrk-uwsgi.lua sends the packets, at less CPU
+//       per request than this client, which shares the machine's cores with the server).
 //   node bench/loadgen.mjs http HOST PORT SECONDS CONNECTIONS [PATH] [close] [METHOD] [BODY_SIZE]
 //       HTTP/1.1 keep-alive (or Connection: close) over raw sockets: the fallback when wrk is not installed.
 //       Extra request headers come from BENCH_HEADERS (one per line).

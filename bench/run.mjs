@@ -89,7 +89,7 @@ async function main() {
     node: process.version,
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memGiB: r1(os.totalmem() / 2 ** 30), kernel: os.release(), loadavg: os.loadavg().map(r2) },
     loadgen: tool === 'wrk' ? `wrk (${env.wrkVersion}), ${opts.threads} thread(s), ${opts.connections} connections` : `bench/loadgen.mjs (node), ${opts.connections} connections`,
-    uwsgiProtocolLoadgen: `bench/loadgen.mjs (raw uwsgi packets, new connection per request), ${opts.connections} connections`,
+    uwsgiProtocolLoadgen: tool === 'wrk' ? `wrk with bench/wrk-uwsgi.lua (raw uwsgi packets, new connection per request), ${opts.threads} thread(s), ${opts.connections} connections` : `bench/loadgen.mjs (raw uwsgi packets, new connection per request), ${opts.connections} connections`,
     uwsgi: env.uwsgiVersion, nginx: env.nginxVersion, gunicorn: env.gunicorn ? 'installed' : null,
     settings: { duration: opts.duration, warmup: opts.warmup, rounds: opts.rounds, threads: opts.threads, connections: opts.connections },
     notes: [

@@ -2,14 +2,14 @@
 // entry here. Server builders (from lib.mjs):
 //   uwcore(name, args)           node bin/uwcore.js ARGS (options are checked against `uwcore --help`)
 //   node(name, mode, {workers})  bench/apps/node-server.mjs (bare node:http / node:cluster)
-//   netFloor(name)               bench/apps/net-floor.mjs (raw net: fixed answer, close)
+//   netFloor(name, protocol)     bench/apps/net-floor.mjs (raw net: fixed answer, close; protocol http or uwsgi)
 //   uwsgi(name, args, {plugins}) /usr/bin/uwsgi --plugin python3 with bench/apps/wsgi_apps.py
 //   gunicorn(name, callable)     gunicorn sync workers, where installed
 // '{addr}' in args is replaced by 127.0.0.1:PORT; '{static}' by the static files directory; '{spool}' by a
 // fresh spool directory. Load kinds: http (wrk, keep-alive), http-close (wrk -H 'Connection: close'),
-// uwsgi (bench/loadgen.mjs raw packets), and the special kinds startup, idle-rss, reload and drain (the
-// spool directory is filled with load.tasks spool files before the server starts; measured: how fast its
-// spooler empties it).
+// uwsgi (raw packets, one new connection each: wrk with bench/wrk-uwsgi.lua, else bench/loadgen.mjs), and
+// the special kinds startup, idle-rss, reload and drain (the spool directory is filled with load.tasks spool
+// files before the server starts; measured: how fast its spooler empties it).
 // target: { baseline, min } (uwcore's requests/s ÷ baseline's), or { baseline, lowerIsBetter: true }.
 import { uwcore, node, netFloor, uwsgi, gunicorn } from './lib.mjs';
 
@@ -67,6 +67,7 @@ export const scenarios = [
     target: { baseline: 'uwsgi', min: 1.0 },
     servers: [
       uwcore('uwcore', ['--socket', '{addr}', ...HELLO]),
+      netFloor('net-floor', 'uwsgi'),
       uwsgi('uwsgi', ['--socket', '{addr}', '--callable', 'hello']),
     ],
   },
