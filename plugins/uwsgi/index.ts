@@ -6,6 +6,13 @@
 // The listener is ours end to end: one object per connection (it is the Wire too), the vars block is parsed in
 // place from the first data chunk when it is complete (the common case behind nginx), and copied into one
 // exactly-sized buffer only when it arrives in pieces.
+//
+// Per-connection cost is what matters here (nginx opens one upstream connection per request), so a plain
+// request costs these syscalls and nothing else: accept4, epoll_ctl, read, one write (head and body
+// together), close (with its epoll_ctl). No timer per socket (one sweep over the open connections does
+// --socket-timeout), no shutdown and no wait for the peer's FIN once the whole request was read and the whole
+// response is in the kernel (uWSGI closes the same way), and TCP_NODELAY only on a response that takes a
+// second write (a single write followed by close is never held back by Nagle).
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
@@ -50,8 +57,15 @@ const S_BODY = 2;   // feeding the body
 const S_DONE = 3;   // request read completely
 const S_GONE = 4;   // refused / handed over: ignore further bytes
 
-/** node's Buffer has these undocumented fast decoders (no argument checks); typed here. */
-type FastBuf = Buffer & { latin1Slice(start: number, end: number): string; utf8Slice(start: number, end: number): string };
+/** node's Buffer has these undocumented fast coders (no argument checks); typed here. */
+type FastBuf = Buffer & {
+  latin1Slice(start: number, end: number): string;
+  utf8Slice(start: number, end: number): string;
+  latin1Write(s: string, offset: number, length: number): number;
+};
+
+/** A body chunk up to this size leaves in one buffer with the head (copied); a larger one in a writev. */
+const JOIN_MAX = 16384;
 
 const KEY_PATH_INFO = 'PATH_INFO';
 const KEY_SCRIPT_NAME = 'SCRIPT_NAME';
@@ -70,25 +84,38 @@ interface ListenerState {
   now: number;
 }
 
-/** The body of one request: fed by the connection, paused/resumed for backpressure. */
+/**
+ * The body of one request: fed by the connection, paused/resumed for backpressure. An empty body ends when
+ * it is first read (`eof`), not with a push(null) per request that nobody reads (a tick and a 'readable').
+ */
 class Body extends Readable {
   conn: Conn;
-  constructor(conn: Conn) {
+  eof: boolean;
+  constructor(conn: Conn, empty: boolean) {
     super();
     this.conn = conn;
+    this.eof = empty;
   }
   override _read(): void {
+    if (this.eof) { this.eof = false; this.push(null); return; }
     const c = this.conn;
     if (c.paused) { c.paused = false; c.socket.resume(); }
   }
 }
 
-function validHeaderPart(s: string): boolean {
+// what checkHeaderPart finds in a status reason, header name or value
+const H_ASCII = 0;
+const H_WIDE = 1;   // a character above 0x7f: the head goes out as Latin-1, not glued to a UTF-8 body
+const H_BAD = 2;    // CR, LF or NUL
+
+function checkHeaderPart(s: string): number {
+  let r = H_ASCII;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c === 13 || c === 10 || c === 0) return false;
+    if (c === 13 || c === 10 || c === 0) return H_BAD;
+    if (c > 127) r = H_WIDE;
   }
-  return true;
+  return r;
 }
 
 /** One connection: the parser, and the Wire the core writes the response to. */
@@ -110,16 +137,29 @@ class Conn extends EventEmitter implements Wire {
   writableEnded = false;
   destroyed = false;
   head: string | null = null;
+  /** the head holds only ASCII: it can be glued to a string body and written as UTF-8 */
+  headAscii = true;
   noBody = false;
   proto = 'HTTP/1.0';
   /** when the connection was accepted (the listener's coarse clock) */
   readonly started: number;
+  /** the last activity the sweep measures --socket-timeout from: body bytes in, response bytes out */
+  mark: number;
+  /** the response is ended (or a refusal is on its way): the sweep waits for the flush and the peer's close */
+  closing = false;
+  /** socket.writableLength at the last sweep (progress of a flush) */
+  lastW = -1;
+  /** socket writes so far (TCP_NODELAY from the second on) */
+  writes = 0;
+  /** the socket's 'drain' is forwarded (only once someone waits for it) */
+  drainHooked = false;
 
   constructor(socket: net.Socket, l: ListenerState) {
     super();
     this.socket = socket;
     this.l = l;
     this.started = l.now;
+    this.mark = l.now;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -194,7 +234,7 @@ class Conn extends EventEmitter implements Wire {
     const text = 'This is a uwsgi protocol socket, not HTTP: serve HTTP with --http-socket, or proxy to it with nginx uwsgi_pass.\n';
     this.state = S_GONE;
     this.socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`);
-    this.socket.setTimeout(this.l.timeoutMs);
+    this.startClosing();
     return true;
   }
 
@@ -234,8 +274,9 @@ class Conn extends EventEmitter implements Wire {
         return;
       }
       this.state = S_GONE;
-      this.socket.setTimeout(0);
       this.release();
+      // the handler owns the socket now, and may write more than once
+      this.socket.setNoDelay(true);
       try {
         h({ modifier1: m1, modifier2: this.modifier2, vars, rest, socket: this.socket, listener: this.l.info });
       } catch (e) {
@@ -256,13 +297,11 @@ class Conn extends EventEmitter implements Wire {
     const p = env.SERVER_PROTOCOL;
     this.proto = p.length === 8 && p.startsWith('HTTP/') && p.charCodeAt(6) === 46 ? p : 'HTTP/1.0';
     this.noBody = env.REQUEST_METHOD === 'HEAD';
-    const body = new Body(this);
+    const body = new Body(this, cl === 0);
     this.body = body;
     this.remaining = cl;
     if (cl === 0) {
-      body.push(null);
       this.state = S_DONE;
-      this.socket.setTimeout(0);
     } else {
       this.state = S_BODY;
     }
@@ -311,12 +350,12 @@ class Conn extends EventEmitter implements Wire {
   feedBody(chunk: Buffer): void {
     const body = this.body!;
     let c = chunk;
+    this.mark = this.l.now;
     if (c.length >= this.remaining) {
       // anything past CONTENT_LENGTH is not part of this request: dropped
       c = c.length === this.remaining ? c : c.subarray(0, this.remaining);
       this.remaining = 0;
       this.state = S_DONE;
-      this.socket.setTimeout(0);
       if (c.length) body.push(c);
       body.push(null);
       return;
@@ -350,8 +389,7 @@ class Conn extends EventEmitter implements Wire {
     const s = this.socket;
     s.removeListener('data', onSocketData);
     s.removeListener('end', onSocketEnd);
-    s.removeListener('timeout', onSocketTimeout);
-    s.removeListener('drain', onSocketDrain);
+    if (this.drainHooked) s.removeListener('drain', onSocketDrain);
     this.l.conns.delete(this);
   }
 
@@ -360,14 +398,17 @@ class Conn extends EventEmitter implements Wire {
 
   writeHead(status: number, reason: string, headers: HeaderList): void {
     if (this.headersSent) return;
+    let kind = checkHeaderPart(reason);
+    if (kind === H_BAD) throw badHeader('status reason', reason);
     let h = `${this.proto} ${status} ${reason}\r\n`;
     for (let i = 0; i < headers.length; i++) {
       const e = headers[i]!;
       const k = e[0];
       const v = e[1];
-      if (!validHeaderPart(k) || !validHeaderPart(v) || k.length === 0) {
-        throw Object.assign(new Error(`response header ${JSON.stringify(k).slice(0, 60)} contains CR, LF or NUL`), { code: 'UW_ERR_APP_RESPONSE', plugin: 'uwsgi' });
-      }
+      const kk = checkHeaderPart(k);
+      const kv = checkHeaderPart(v);
+      if (kk === H_BAD || kv === H_BAD || k.length === 0) throw badHeader('response header', k);
+      kind |= kk | kv;
       // Transfer-Encoding is hop-by-hop and framing is the front end's job: nginx's uwsgi module does not
       // decode a chunked upstream body (it would reach the client still chunk-framed, inside nginx's own
       // chunking), so the body goes out close-delimited and nginx frames it for its client
@@ -375,26 +416,54 @@ class Conn extends EventEmitter implements Wire {
       h += `${k}: ${v}\r\n`;
     }
     this.head = h + '\r\n';
+    this.headAscii = kind === H_ASCII;
     this.headersSent = true;
     if (status < 200 || status === 204 || status === 304) this.noBody = true;
   }
 
+  /** Streamed bodies keep producing while little is buffered (core/wsgi.ts DRAIN_SLACK). */
+  get writableLength(): number {
+    return this.socket.writableLength;
+  }
+
+  /** One socket write; a response that takes a second one gets TCP_NODELAY first (no Nagle wait on it). */
+  private send(data: string | Uint8Array, latin1: boolean): boolean {
+    const s = this.socket;
+    if (++this.writes === 2) s.setNoDelay(true);
+    return latin1 ? s.write(data, 'latin1') : s.write(data);
+  }
+
   private flushHead(): void {
     const h = this.head;
-    if (h !== null) { this.head = null; this.socket.write(h, 'latin1'); }
+    if (h !== null) { this.head = null; this.send(h, true); }
   }
 
   write(chunk: string | Uint8Array): boolean {
     if (this.writableEnded || this.destroyed) return false;
-    const s = this.socket;
     if (this.noBody) { if (this.head !== null) { this.flushHead(); } return true; }
-    const len = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
+    const h = this.head;
+    if (typeof chunk === 'string') {
+      if (chunk.length === 0) return true;
+      if (h === null) return this.send(chunk, false);
+      // the head and the first body bytes leave in one write: glued as one string when both encode alike
+      if (this.headAscii) { this.head = null; return this.send(h + chunk, false); }
+      chunk = Buffer.from(chunk);
+    }
+    const len = chunk.byteLength;
     if (len === 0) return true;
-    if (this.head === null) return s.write(chunk);
-    // the head and the first body bytes leave in one write
+    if (h === null) return this.send(chunk, false);
+    this.head = null;
+    if (len <= JOIN_MAX) {
+      // one buffer for both: one write(2) instead of a corked writev of two
+      const b = Buffer.allocUnsafe(h.length + len) as FastBuf;
+      b.latin1Write(h, 0, h.length);
+      b.set(chunk, h.length);
+      return this.send(b, false);
+    }
+    const s = this.socket;
     s.cork();
-    this.flushHead();
-    const ok = s.write(chunk);
+    s.write(h, 'latin1');
+    const ok = this.send(chunk, false); // one writev with the head
     s.uncork();
     return ok;
   }
@@ -402,14 +471,17 @@ class Conn extends EventEmitter implements Wire {
   end(chunk?: string | Uint8Array): void {
     if (this.writableEnded || this.destroyed) return;
     const s = this.socket;
-    s.cork();
     if (chunk !== undefined) this.write(chunk);
-    else this.flushHead();
+    if (this.head !== null) this.flushHead();
     this.writableEnded = true;
+    if (this.state === S_DONE && s.writableLength === 0) {
+      // the whole request was read and the whole response is in the kernel: close now, as uWSGI does
+      // (no shutdown, no wait for the peer's FIN; nothing unread can turn the close into a reset)
+      s.destroy();
+      return;
+    }
     s.end();
-    s.uncork();
-    // wait for the peer to close, but not forever
-    s.setTimeout(this.l.timeoutMs);
+    this.startClosing();
     if (this.state === S_BODY) {
       // the response is out before the body was read: stop reading, nothing more is needed
       this.state = S_GONE;
@@ -418,11 +490,38 @@ class Conn extends EventEmitter implements Wire {
     }
   }
 
+  /** After the last byte was queued: the sweep closes the connection if the flush or the peer stalls. */
+  startClosing(): void {
+    this.closing = true;
+    this.mark = this.l.now;
+    this.lastW = -1;
+  }
+
   destroy(_err?: Error): void {
     if (this.destroyed) return;
     this.destroyed = true;
     this.socket.destroy();
   }
+
+  override once(event: string | symbol, fn: (...args: any[]) => void): this {
+    if (event === 'drain') this.hookDrain();
+    return super.once(event, fn);
+  }
+
+  override on(event: string | symbol, fn: (...args: any[]) => void): this {
+    if (event === 'drain') this.hookDrain();
+    return super.on(event, fn);
+  }
+
+  private hookDrain(): void {
+    if (this.drainHooked) return;
+    this.drainHooked = true;
+    this.socket.on('drain', onSocketDrain);
+  }
+}
+
+function badHeader(what: string, name: string): Error {
+  return Object.assign(new Error(`${what} ${JSON.stringify(name).slice(0, 60)} contains CR, LF or NUL`), { code: 'UW_ERR_APP_RESPONSE', plugin: 'uwsgi' });
 }
 
 const kConn = Symbol('uwsgi.conn');
@@ -435,17 +534,6 @@ function onSocketEnd(this: Sock): void {
   // a peer that half-closed after a complete request still gets its response (allowHalfOpen)
   if (c.state === S_HEAD || c.state === S_GONE) c.socket.end();
 }
-function onSocketTimeout(this: Sock): void {
-  const c = this[kConn]!;
-  if (c.state === S_HEAD && c.acc === null && !c.headersSent) { c.socket.destroy(); return; }
-  if (c.state === S_BODY && c.paused) return; // the application is not reading: not the client's fault
-  if (c.state === S_HEAD || c.state === S_VARS || c.state === S_BODY) {
-    c.l.log.debug({ listener: c.l.where }, 'uwsgi client too slow (--socket-timeout); connection closed');
-    if (c.state === S_BODY) c.body?.destroy(new Error('client too slow sending the request body (--socket-timeout)'));
-  }
-  c.state = S_GONE;
-  c.socket.destroy();
-}
 function onSocketDrain(this: Sock): void { this[kConn]!.emit('drain'); }
 function onSocketClose(this: Sock): void {
   const c = this[kConn]!;
@@ -457,6 +545,43 @@ function onSocketClose(this: Sock): void {
 function onSocketError(this: Sock, err: NodeJS.ErrnoException): void {
   const c = this[kConn];
   if (c !== undefined) c.l.log.debug({ code: err.code }, `uwsgi connection error: ${err.message}`);
+}
+
+/**
+ * --socket-timeout, for every open connection of a listener at once (no timer per socket):
+ * - the packet (header and vars) must arrive within the timeout of the accept, so a client that sends one
+ *   byte every few seconds cannot hold its connection; a connection that sends nothing is closed silently;
+ * - a body must keep arriving (unless the application paused it: a slow application is not a slow client);
+ * - after the response: the flush must progress, and the peer must close within the timeout.
+ * The application's own time between the request and its response has no limit here.
+ */
+function sweepConns(l: ListenerState): void {
+  const now = (l.now = Date.now());
+  const timeoutMs = l.timeoutMs;
+  for (const c of l.conns) {
+    if (c.closing) {
+      const w = c.socket.writableLength;
+      if (w !== c.lastW) { c.lastW = w; c.mark = now; } else if (now - c.mark > timeoutMs) c.socket.destroy();
+      continue;
+    }
+    switch (c.state) {
+      case S_HEAD: case S_VARS:
+        if (now - c.started <= timeoutMs) break;
+        if (c.state === S_HEAD && c.acc === null) { c.socket.destroy(); break; } // connected, sent nothing
+        c.state = S_GONE;
+        l.log.debug({ listener: l.where }, 'uwsgi packet not complete within --socket-timeout; connection closed');
+        c.socket.destroy();
+        break;
+      case S_BODY:
+        if (c.paused) { c.mark = now; break; } // the application is not reading: not the client's fault
+        if (now - c.mark <= timeoutMs) break;
+        l.log.debug({ listener: l.where }, 'uwsgi client too slow (--socket-timeout); connection closed');
+        c.state = S_GONE;
+        c.body?.destroy(new Error('client too slow sending the request body (--socket-timeout)'));
+        c.socket.destroy();
+        break;
+    }
+  }
 }
 
 /** Encode a uwsgi packet. */
@@ -510,29 +635,16 @@ function listenUwsgi(info: ListenerInfo, server: ServerHandle, timeoutMs: number
     where: describe(info.address),
     now: Date.now(),
   };
-  // The packet (header and vars) must arrive within --socket-timeout of the accept: the inactivity timeout
-  // alone would let a client that sends one byte every few seconds hold its connection forever.
-  const sweep = setInterval(() => {
-    const now = (l.now = Date.now());
-    for (const c of l.conns) {
-      if ((c.state === S_VARS || (c.state === S_HEAD && c.acc !== null)) && now - c.started > timeoutMs) {
-        c.state = S_GONE;
-        log.debug({ listener: l.where }, 'uwsgi packet not complete within --socket-timeout; connection closed');
-        c.socket.destroy();
-      }
-    }
-  }, Math.max(50, Math.min(1000, Math.round(timeoutMs / 4))));
+  const sweep = setInterval(sweepConns, Math.max(50, Math.min(1000, Math.round(timeoutMs / 4))), l);
   sweep.unref();
-  // noDelay: TCP_NODELAY on every accepted TCP socket (set by node at accept; no-op on UNIX sockets)
-  const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket: Sock) => {
+  // No noDelay here: a response is one write then close (Nagle never holds a first segment back), and a
+  // response that writes again sets TCP_NODELAY then (Conn.send): one setsockopt saved per connection.
+  const srv = net.createServer({ allowHalfOpen: true }, (socket: Sock) => {
     const c = new Conn(socket, l);
     socket[kConn] = c;
     l.conns.add(c);
-    socket.setTimeout(timeoutMs);
     socket.on('data', onSocketData);
     socket.on('end', onSocketEnd);
-    socket.on('timeout', onSocketTimeout);
-    socket.on('drain', onSocketDrain);
     socket.on('close', onSocketClose);
     socket.on('error', onSocketError);
   });
