@@ -552,16 +552,22 @@ function onSocketError(this: Sock, err: NodeJS.ErrnoException): void {
  * - the packet (header and vars) must arrive within the timeout of the accept, so a client that sends one
  *   byte every few seconds cannot hold its connection; a connection that sends nothing is closed silently;
  * - a body must keep arriving (unless the application paused it: a slow application is not a slow client);
+ * - a response must keep leaving the socket's buffer (a client that stopped reading is closed);
  * - after the response: the flush must progress, and the peer must close within the timeout.
- * The application's own time between the request and its response has no limit here.
+ * The application's own time to produce its response has no limit here.
  */
 function sweepConns(l: ListenerState): void {
   const now = (l.now = Date.now());
   const timeoutMs = l.timeoutMs;
   for (const c of l.conns) {
-    if (c.closing) {
+    if (c.closing || c.state === S_DONE) {
+      // while the application answers, only a response stuck in the socket's buffer counts (a client that
+      // stopped reading); once it has ended, the peer must also close within the timeout
       const w = c.socket.writableLength;
-      if (w !== c.lastW) { c.lastW = w; c.mark = now; } else if (now - c.mark > timeoutMs) c.socket.destroy();
+      if (w !== c.lastW || (w === 0 && !c.closing)) { c.lastW = w; c.mark = now; continue; }
+      if (now - c.mark <= timeoutMs) continue;
+      if (!c.closing) l.log.debug({ listener: l.where }, 'uwsgi client stopped reading the response (--socket-timeout); connection closed');
+      c.socket.destroy();
       continue;
     }
     switch (c.state) {

@@ -237,6 +237,60 @@ describe('uwsgi protocol', () => {
     }
   });
 
+  test('the server closes right after a complete response, without waiting for the client\'s FIN; UTF-8 body glued to the head', async () => {
+    const t0 = performance.now();
+    const got = await new Promise<{ raw: Buffer; ended: boolean }>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write(encodePacket(NGINX_VARS('/echo-path?q=é'))));
+      const chunks: Buffer[] = [];
+      let ended = false;
+      s.on('data', (d) => chunks.push(d));
+      s.on('end', () => { ended = true; });
+      s.on('error', () => undefined);
+      s.on('close', () => resolve({ raw: Buffer.concat(chunks), ended }));
+      setTimeout(() => s.destroy(), 3000);
+    });
+    const ms = performance.now() - t0;
+    assert.ok(got.ended, 'the server closed the connection (FIN)');
+    assert.ok(ms < 500, `closed after ${ms} ms (--socket-timeout is 1 s)`);
+    const r = parseResponse(got.raw);
+    assert.equal(r.status, 200);
+    // QUERY_STRING is decoded as Latin-1 (like a header value): the body holds non-ASCII characters
+    assert.equal(r.body.toString('utf8'), `/echo-path|${Buffer.from('q=é').toString('latin1')}|GET`);
+  });
+
+  test('--socket-timeout: a body that stops arriving, and streamed responses the client does not read, are closed', async () => {
+    const fds = () => fs.readdirSync(`/proc/${srv.proc.pid}/fd`).length;
+    await stillServes();
+    const before = fds();
+    // a body that stalls after 10 of its 100000 bytes: closed about 1 s later
+    const t0 = performance.now();
+    await new Promise<void>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write(encodePacket(NGINX_VARS('/body', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: '100000' }), { body: Buffer.alloc(10) })));
+      s.resume();
+      s.on('error', () => undefined);
+      s.on('close', () => resolve());
+    });
+    const ms = performance.now() - t0;
+    assert.ok(ms > 700 && ms < 3000, `stalled body closed after ${ms} ms`);
+    // 13 MB responses to clients that never read: the flush makes no progress, the connections close
+    const idle: net.Socket[] = [];
+    for (let i = 0; i < 3; i++) {
+      const s = net.connect(port, '127.0.0.1', () => s.write(encodePacket(NGINX_VARS('/big?200', { QUERY_STRING: '200' }))));
+      s.pause();
+      s.on('error', () => undefined);
+      idle.push(s);
+    }
+    try {
+      await new Promise((r) => setTimeout(r, 400));
+      assert.ok(fds() >= before + 3, 'the stuck responses hold their connections for now');
+      await new Promise((r) => setTimeout(r, 2600));
+      assert.ok(fds() <= before + 1, `descriptors: ${before} before, ${fds()} after --socket-timeout`);
+    } finally {
+      for (const s of idle) s.destroy();
+    }
+    await stillServes();
+  });
+
   test('client resets mid-body and mid-response: no crash, no leaked descriptors', async () => {
     const fds = () => fs.readdirSync(`/proc/${srv.proc.pid}/fd`).length;
     await stillServes();
