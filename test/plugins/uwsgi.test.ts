@@ -117,6 +117,31 @@ describe('uwsgi protocol', () => {
     assert.equal(env['wsgi.url_scheme'], 'http');
   });
 
+  test('consecutive packets whose keys and values change at the same positions each get their own env', async () => {
+    // the listener remembers the strings of the last packets' vars by position: changed bytes must never
+    // come back as a remembered string (same length, other bytes; other keys; fewer and more vars; UTF-8)
+    const variants: Array<Record<string, string>> = [
+      NGINX_VARS('/env?a=1', { REMOTE_PORT: '50001', HTTP_X_A: 'aaaa' }),
+      NGINX_VARS('/env?a=2', { REMOTE_PORT: '50002', HTTP_X_A: 'aaab' }),
+      NGINX_VARS('/env?b=2', { REMOTE_PORT: '50003', HTTP_X_B: 'aaab' }),
+      { REQUEST_METHOD: 'GET', PATH_INFO: '/env/é', QUERY_STRING: 'a=1', SERVER_PROTOCOL: 'HTTP/1.1' },
+      { PATH_INFO: '/env/ü', REQUEST_METHOD: 'GET', QUERY_STRING: 'a=2', SERVER_PROTOCOL: 'HTTP/1.0', HTTP_X_C: 'c' },
+      NGINX_VARS('/env?a=1', { REMOTE_PORT: '50004', HTTP_X_A: 'aaaa' }),
+      NGINX_VARS('/env?a=1', { REMOTE_PORT: '50005', HTTP_X_A: 'aaaa' }),
+    ];
+    for (let round = 0; round < 2; round++) {
+      for (const vars of variants) {
+        const r = parseResponse(await exchange({ port }, [encodePacket(vars)]));
+        assert.equal(r.status, 200);
+        const env = JSON.parse(r.body.toString()) as Record<string, string>;
+        for (const [k, v] of Object.entries(vars)) assert.equal(env[k], v, k);
+        const sent = Object.keys(vars);
+        const extra = Object.keys(env).filter((k) => !sent.includes(k) && !k.startsWith('wsgi.') && !k.startsWith('uwcore.'));
+        assert.deepEqual(extra, vars.REQUEST_URI === undefined ? ['REQUEST_URI'] : []);
+      }
+    }
+  });
+
   test('any fragmentation: byte by byte and at random split points, with a body', async () => {
     const body = crypto.randomBytes(3000);
     const pkt = encodePacket(NGINX_VARS('/body', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(body.length) }), { body });
