@@ -573,26 +573,31 @@ function badHeader(what: string, name: string): Error {
   return Object.assign(new Error(`${what} ${JSON.stringify(name).slice(0, 60)} contains CR, LF or NUL`), { code: 'UW_ERR_APP_RESPONSE', plugin: 'uwsgi' });
 }
 
-const kConn = Symbol('uwsgi.conn');
-type Sock = net.Socket & { [kConn]?: Conn };
+/**
+ * Each open socket's Conn, for the shared listener functions below (no closures per socket). Kept beside the
+ * sockets, never as a property on them: an expando property gives node's sockets another hidden class and
+ * turns node's own property loads on them megamorphic (as found for the http plugin).
+ */
+const CONNS = new Map<net.Socket, Conn>();
 
-function onSocketData(this: Sock, d: Buffer): void { this[kConn]!.onData(d); }
-function onSocketEnd(this: Sock): void {
-  const c = this[kConn]!;
+function onSocketData(this: net.Socket, d: Buffer): void { CONNS.get(this)!.onData(d); }
+function onSocketEnd(this: net.Socket): void {
+  const c = CONNS.get(this)!;
   c.truncated(false);
   // a peer that half-closed after a complete request still gets its response (allowHalfOpen)
   if (c.state === S_HEAD || c.state === S_GONE) c.socket.end();
 }
-function onSocketDrain(this: Sock): void { this[kConn]!.emit('drain'); }
-function onSocketClose(this: Sock): void {
-  const c = this[kConn]!;
+function onSocketDrain(this: net.Socket): void { CONNS.get(this)!.emit('drain'); }
+function onSocketClose(this: net.Socket): void {
+  const c = CONNS.get(this)!;
+  CONNS.delete(this);
   c.destroyed = true;
   c.truncated(true);
   c.l.conns.delete(c);
   c.emit('close');
 }
-function onSocketError(this: Sock, err: NodeJS.ErrnoException): void {
-  const c = this[kConn];
+function onSocketError(this: net.Socket, err: NodeJS.ErrnoException): void {
+  const c = CONNS.get(this);
   if (c !== undefined) c.l.log.debug({ code: err.code }, `uwsgi connection error: ${err.message}`);
 }
 
@@ -695,9 +700,9 @@ function listenUwsgi(info: ListenerInfo, server: ServerHandle, timeoutMs: number
   sweep.unref();
   // No noDelay here: a response is one write then close (Nagle never holds a first segment back), and a
   // response that writes again sets TCP_NODELAY then (Conn.send): one setsockopt saved per connection.
-  const srv = net.createServer({ allowHalfOpen: true }, (socket: Sock) => {
+  const srv = net.createServer({ allowHalfOpen: true }, (socket: net.Socket) => {
     const c = new Conn(socket, l);
-    socket[kConn] = c;
+    CONNS.set(socket, c);
     l.conns.add(c);
     socket.on('data', onSocketData);
     socket.on('end', onSocketEnd);
