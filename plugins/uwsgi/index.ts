@@ -13,6 +13,7 @@
 // --socket-timeout), no shutdown and no wait for the peer's FIN once the whole request was read and the whole
 // response is in the kernel (uWSGI closes the same way), and TCP_NODELAY only on a response that takes a
 // second write (a single write followed by close is never held back by Nagle).
+import { Buffer } from 'node:buffer';
 import net from 'node:net';
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
