@@ -180,7 +180,7 @@ export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeout
   });
   srv.on('connection', (s: HttpSocket) => {
     sockets.set(s, new SweepState());
-    s.once('close', onSocketClose);
+    s.on('close', onSocketClose); // (on, not once: close fires once, and once() wraps a closure per connection)
   });
   srv.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
     if (!socket.writable || (err.code === 'ECONNRESET')) { socket.destroy(); return; }
