@@ -62,6 +62,8 @@ export default definePlugin<SpoolerApi>({
         }
       } else spools.set(d, new SpoolDir(d));
     }
+    // a graceful stop checkpoints this process's journals (else the spooler does, once it is gone)
+    api.onClose(() => { for (const s of spools.values()) s.closeJournal(); });
     const realpaths = new Map<string, string>();
     for (const d of spools.keys()) { try { realpaths.set(fs.realpathSync(d), d); } catch { realpaths.set(d, d); } }
 

@@ -163,6 +163,9 @@ export class Runner {
   /** Move tasks left in running/<pid> by dead processes back into the queue (each run counts as an attempt). */
   recover(startup: boolean): void {
     this.lastRecover = Date.now();
+    // first the journal: after a machine restart it puts back the files of acknowledged tasks
+    const replayed = this.spool.recoverJournals();
+    if (replayed.length) this.log.warn({ tasks: replayed.length }, `the machine restarted before ${replayed.length} task file${replayed.length === 1 ? ' was' : 's were'} on disk: restored from ${this.spool.journalDir}`);
     let owners: string[];
     try { owners = fs.readdirSync(this.spool.running); } catch { return; }
     for (const o of owners) {
