@@ -70,7 +70,8 @@ ${locs}
 }
 `;
   fs.writeFileSync(path.join(dir, 'nginx.conf'), conf);
-  const proc: ChildProcess = spawn(bin, ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // its own process group: stop() can reach the workers too if the master has to be killed
+  const proc: ChildProcess = spawn(bin, ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', path.join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
@@ -83,7 +84,7 @@ ${locs}
       s.on('error', () => resolve(false));
     });
     if (ok) break;
-    if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`nginx did not listen on ${port}: ${out}\n${readErr(dir)}`); }
+    if (Date.now() > deadline) { try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* gone */ } throw new Error(`nginx did not listen on ${port}: ${out}\n${readErr(dir)}`); }
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
@@ -92,11 +93,14 @@ ${locs}
     errorLog: () => readErr(dir),
     stop: async () => {
       if (proc.exitCode === null) {
-        proc.kill('SIGQUIT');
-        const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+        // SIGTERM: nginx's fast shutdown (SIGQUIT waits for open keep-alive connections, and a master
+        // killed after that left its workers behind)
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => { try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* gone */ } }, 5000);
         await exited;
         clearTimeout(t);
       }
+      try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* the group is gone: nothing left behind */ }
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
