@@ -392,7 +392,8 @@ events { worker_connections 64; }
 http { access_log off; client_body_temp_path ${dir}/ngx/b; proxy_temp_path ${dir}/ngx/p; fastcgi_temp_path ${dir}/ngx/f; uwsgi_temp_path ${dir}/ngx/u; scgi_temp_path ${dir}/ngx/s;
   server { listen 127.0.0.1:${np}; location / { ${pass} } } }
 `);
-  const ngx = spawn('nginx', ['-p', path.join(dir, 'ngx'), '-c', path.join(dir, 'ngx/nginx.conf'), '-e', path.join(dir, 'ngx/error.log')], { stdio: 'ignore' });
+  // its own process group: the workers go with the master at the end
+  const ngx = spawn('nginx', ['-p', path.join(dir, 'ngx'), '-c', path.join(dir, 'ngx/nginx.conf'), '-e', path.join(dir, 'ngx/error.log')], { stdio: 'ignore', detached: true });
   try {
     let res = await httpGet(np, '/').catch(() => null);
     for (let i = 0; i < 50 && (!res || res.status === 0); i++) { await new Promise((x) => setTimeout(x, 100)); res = await httpGet(np, '/').catch(() => null); }
@@ -402,7 +403,7 @@ http { access_log off; client_body_temp_path ${dir}/ngx/b; proxy_temp_path ${dir
     assert.equal(res2.body.toString(), 'Hello World');
     await until('two Send email lines', () => r.output().split('\n').filter((l) => l === 'Send email to someone@no.spam').length >= 2, 5000);
   } finally {
-    ngx.kill('SIGKILL');
+    try { process.kill(-ngx.pid!, 'SIGKILL'); } catch { /* gone */ }
   }
   assert.equal(await r.stop(), 0);
 });
