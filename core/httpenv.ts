@@ -47,7 +47,12 @@ function originPath(target: string): string {
 }
 
 /** The CGI environment of a node:http request. `extra` holds the constant wsgi.* / uwcore.* keys. */
-export function buildHttpEnv(req: IncomingMessage, listener: ListenerInfo, port: string, scheme: string): Env {
+/** The per-process constants every env carries (set by the core's dispatch when a protocol did not). */
+export interface EnvConsts { errors: unknown; version: string; workerId: number; multiprocess: boolean }
+
+const NO_CONSTS: EnvConsts = { errors: undefined, version: '', workerId: 0, multiprocess: false };
+
+export function buildHttpEnv(req: IncomingMessage, listener: ListenerInfo, port: string, scheme: string, consts: EnvConsts = NO_CONSTS): Env {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   let rawPath = q < 0 ? url : url.slice(0, q);
@@ -67,14 +72,15 @@ export function buildHttpEnv(req: IncomingMessage, listener: ListenerInfo, port:
     REMOTE_ADDR: remote,
     REMOTE_PORT: sock.remotePort === undefined ? '' : String(sock.remotePort),
     'wsgi.url_scheme': scheme,
-    // filled in by the core's dispatch; declared here so the object has its final shape from the start
+    // the constants set here rather than stored one by one in dispatch; declared in full so that the object
+    // has its final shape from the start (wsgi.input is filled in by the application kind)
     'wsgi.input': undefined,
-    'wsgi.errors': undefined,
-    'uwcore.version': '',
-    'uwcore.worker_id': 0,
+    'wsgi.errors': consts.errors,
+    'uwcore.version': consts.version,
+    'uwcore.worker_id': consts.workerId,
     'uwcore.core_id': 0,
     'wsgi.multithread': false,
-    'wsgi.multiprocess': false,
+    'wsgi.multiprocess': consts.multiprocess,
     'wsgi.run_once': false,
   };
   const raw = req.rawHeaders;

@@ -12,7 +12,7 @@ import { Codes, UwError } from './errors.js';
 import { createFacade, createHooks, NamedRegistry, type CoreHooks } from './hooks.js';
 import type { LoadedPlugin } from './plugins.js';
 import { Ctx } from './context.js';
-import { buildHttpEnv } from './httpenv.js';
+import { buildHttpEnv, type EnvConsts } from './httpenv.js';
 import { loadApp, type Handler } from './app.js';
 import { asLogger } from './logger.js';
 import { createRouter, type Router, type RuleSource } from './routing.js';
@@ -80,6 +80,9 @@ export class Server implements ServerHandle {
   /** rpc transport of an application thread (worker_threads): calls go to the worker's main thread */
   rpcSend: ((msg: { t: 'uw:rpc'; id: number; k: string; a: unknown }) => void) | null = null;
 
+  /** what every env of this process carries (see httpEnv) */
+  readonly envConsts: EnvConsts;
+
   constructor(opts: { options: Record<string, unknown>; root: pino.Logger; role: ProcessRole; workerId: number }) {
     this.options = opts.options;
     this.root = opts.root;
@@ -91,6 +94,7 @@ export class Server implements ServerHandle {
     const add = (opts.options['add-header'] as string[] | undefined) ?? [];
     this.addHeaders = add.length ? add.map((h) => parseHeaderLine(h)) : null;
     wsgiErrors.log = this.log;
+    this.envConsts = { errors: wsgiErrors, version: VERSION, workerId: this.workerId, multiprocess: this.role !== 'single' };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -262,18 +266,21 @@ export class Server implements ServerHandle {
     }
     this.lastListener = listener;
     this.lastPort = port;
-    return buildHttpEnv(req, listener, port, 'http');
+    return buildHttpEnv(req, listener, port, 'http', this.envConsts);
   }
 
   /** Run one request through the pipeline. */
   dispatch(env: Env, body: NodeJS.ReadableStream & AsyncIterable<Buffer>, wire: Wire, listener: ListenerInfo): void {
-    env['wsgi.errors'] = wsgiErrors;
-    env['uwcore.version'] = VERSION;
-    env['uwcore.worker_id'] = this.workerId;
-    env['uwcore.core_id'] = 0;
-    env['wsgi.multithread'] = false;
-    env['wsgi.multiprocess'] = this.role !== 'single';
-    env['wsgi.run_once'] = false;
+    if (env['uwcore.version'] !== VERSION) {
+      // an env from a protocol that did not set the constants (httpEnv's have them in their literal)
+      env['wsgi.errors'] = wsgiErrors;
+      env['uwcore.version'] = VERSION;
+      env['uwcore.worker_id'] = this.workerId;
+      env['uwcore.core_id'] = 0;
+      env['wsgi.multithread'] = false;
+      env['wsgi.multiprocess'] = this.role !== 'single';
+      env['wsgi.run_once'] = false;
+    }
     if (this.requestLimit !== 0 && ++this.accepted >= this.requestLimit) this.onRequestLimit!();
     const ctx = new Ctx(this, env, body, wire, listener);
     this.inflight++;
