@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT, freePort, httpGet, runUwcore, startUwcore, tmpDir, type Running } from '../helpers/server.js';
+import { findNginx, NGINX_MISSING, startNginx } from '../helpers/nginx.js';
 
 const FIX = path.join(ROOT, 'test/plugins/fixtures/spooler');
 const running: Running[] = [];
@@ -371,39 +372,27 @@ test('a spooler directory that cannot be created or written stops startup with o
 // ---------------------------------------------------------------------------------------------
 // interoperability
 
-test('the seed example through nginx (uwsgi_pass when --uwsgi-socket exists, else proxy_pass)', async (t) => {
-  if (spawnSync('nginx', ['-v']).status !== 0) { t.skip('nginx is not installed'); return; }
-  const help = await runUwcore(['--help']);
-  const uwsgiSocket = help.stdout.includes('--uwsgi-socket');
+test('the seed example through nginx (uwsgi_pass)', async (t) => {
+  if (findNginx() === null) { t.skip(NGINX_MISSING); return; }
   const dir = tmpDir('uwcore-spool-nginx-');
   for (const f of ['app.js', 'tasks.js']) fs.copyFileSync(path.join(ROOT, 'examples/spooler', f), path.join(dir, f));
   const up = await freePort();
-  const np = await freePort();
   const ini = fs.readFileSync(path.join(ROOT, 'examples/spooler/uwsgi-config.ini'), 'utf8')
-    .replace(/^http = .*$/m, uwsgiSocket ? `uwsgi-socket = 127.0.0.1:${up}` : `http = 127.0.0.1:${up}`);
+    .replace(/^http = .*$/m, `uwsgi-socket = 127.0.0.1:${up}`);
   fs.writeFileSync(path.join(dir, 'uwsgi-config.ini'), ini);
   const r = await startUwcore([path.join(dir, 'uwsgi-config.ini')], { cwd: dir });
   running.push(r);
   await r.waitFor(/spawned the uwcore spooler on dir/);
-  const pass = uwsgiSocket ? `include /etc/nginx/uwsgi_params; uwsgi_pass 127.0.0.1:${up};` : `proxy_pass http://127.0.0.1:${up};`;
-  fs.mkdirSync(path.join(dir, 'ngx'));
-  fs.writeFileSync(path.join(dir, 'ngx/nginx.conf'), `daemon off; worker_processes 1; pid ${dir}/ngx/nginx.pid; error_log ${dir}/ngx/error.log;
-events { worker_connections 64; }
-http { access_log off; client_body_temp_path ${dir}/ngx/b; proxy_temp_path ${dir}/ngx/p; fastcgi_temp_path ${dir}/ngx/f; uwsgi_temp_path ${dir}/ngx/u; scgi_temp_path ${dir}/ngx/s;
-  server { listen 127.0.0.1:${np}; location / { ${pass} } } }
-`);
-  // its own process group: the workers go with the master at the end
-  const ngx = spawn('nginx', ['-p', path.join(dir, 'ngx'), '-c', path.join(dir, 'ngx/nginx.conf'), '-e', path.join(dir, 'ngx/error.log')], { stdio: 'ignore', detached: true });
+  const ngx = await startNginx({ '/': `127.0.0.1:${up}` });
   try {
-    let res = await httpGet(np, '/').catch(() => null);
-    for (let i = 0; i < 50 && (!res || res.status === 0); i++) { await new Promise((x) => setTimeout(x, 100)); res = await httpGet(np, '/').catch(() => null); }
-    assert.equal(res!.status, 200);
-    assert.equal(res!.body.toString(), 'Hello World');
-    const res2 = await httpGet(np, '/');
+    const res = await httpGet(ngx.port, '/');
+    assert.equal(res.status, 200);
+    assert.equal(res.body.toString(), 'Hello World');
+    const res2 = await httpGet(ngx.port, '/');
     assert.equal(res2.body.toString(), 'Hello World');
     await until('two Send email lines', () => r.output().split('\n').filter((l) => l === 'Send email to someone@no.spam').length >= 2, 5000);
   } finally {
-    try { process.kill(-ngx.pid!, 'SIGKILL'); } catch { /* gone */ }
+    await ngx.stop();
   }
   assert.equal(await r.stop(), 0);
 });
