@@ -23,7 +23,8 @@ export function installRuntimeResolution(): void {
   const runtime = new URL('./runtime.js', import.meta.url).href;
   const sdk = new URL('../sdk/index.js', import.meta.url).href;
   const testing = new URL('../sdk/testing.js', import.meta.url).href;
-  const map = { uwcore: runtime, 'uwcore/sdk': sdk, 'uwcore/sdk/testing': testing };
+  const socket = new URL('../sdk/socket.js', import.meta.url).href;
+  const map = { uwcore: runtime, 'uwcore/sdk': sdk, 'uwcore/sdk/testing': testing, 'uwcore/sdk/socket': socket };
   if (!import.meta.url.startsWith('file:')) return;
   try {
     register(new URL('./loader-hooks.js', import.meta.url).href, { data: { map } });
@@ -31,7 +32,7 @@ export function installRuntimeResolution(): void {
   const req = createRequire(import.meta.url);
   const Module = req('node:module') as { _resolveFilename: (r: string, ...a: unknown[]) => string };
   const orig = Module._resolveFilename;
-  const files: Record<string, string> = { uwcore: fileURLToPath(runtime), 'uwcore/sdk': fileURLToPath(sdk), 'uwcore/sdk/testing': fileURLToPath(testing) };
+  const files: Record<string, string> = { uwcore: fileURLToPath(runtime), 'uwcore/sdk': fileURLToPath(sdk), 'uwcore/sdk/testing': fileURLToPath(testing), 'uwcore/sdk/socket': fileURLToPath(socket) };
   Module._resolveFilename = function (request: string, ...rest: unknown[]) {
     const f = files[request];
     if (f !== undefined) return f;

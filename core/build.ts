@@ -106,7 +106,7 @@ export async function build(opts: { names: string[]; out: string; pluginsDirs?: 
       legalComments: 'none',
       sourcemap: opts.sourcemap ? 'inline' : false,
       external: ['esbuild'],
-      alias: { 'uwcore/sdk': path.join(DIST, 'sdk/index.js'), uwcore: path.join(DIST, 'core/runtime.js') },
+      alias: { 'uwcore/sdk': path.join(DIST, 'sdk/index.js'), 'uwcore/sdk/socket': path.join(DIST, 'sdk/socket.js'), uwcore: path.join(DIST, 'core/runtime.js') },
       // CommonJS dependencies (pino, semver, tapable, ini) call require(): give the ES module one
       banner: { js: `#!/usr/bin/env node\n// uwcore ${VERSION} bundle: ${plugins.map((p) => `${p.plugin.name}@${p.plugin.version}`).join(', ')}\nimport { createRequire as __uwcoreCreateRequire } from 'node:module';\nconst require = __uwcoreCreateRequire(import.meta.url);` },
       plugins: [stubSubcommands],

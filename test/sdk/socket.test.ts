@@ -1,0 +1,143 @@
+// uwcore/sdk/socket: lean connections behave like net sockets for what protocol plugins use (reads, half
+// close, queued writes and drain, pause/resume, destroy, hand-over to a net.Socket), on node's stream handles
+// and in the net.Socket fallback (the same cases, run again in a child with UWCORE_LEAN_SOCKETS=0).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { once } from 'node:events';
+import { acceptLean, leanSockets, type LeanOwner, type LeanSocket } from '../../sdk/socket.js';
+
+const fallback = process.env.UWCORE_LEAN_SOCKETS === '0';
+
+class Recorder implements LeanOwner {
+  chunks: Buffer[] = [];
+  events: string[] = [];
+  closed: Promise<void>;
+  private done!: () => void;
+  constructor(readonly s: LeanSocket, readonly onDataFn?: (r: Recorder, d: Buffer) => void) {
+    this.closed = new Promise((r) => { this.done = r; });
+  }
+  onData(d: Buffer): void { this.chunks.push(d); this.onDataFn?.(this, d); }
+  onEnd(): void { this.events.push('end'); }
+  onDrain(): void { this.events.push('drain'); }
+  onClose(): void { this.events.push('close'); this.done(); }
+  onError(e: NodeJS.ErrnoException): void { this.events.push(`error:${e.code}`); }
+}
+
+async function serve(onData?: (r: Recorder, d: Buffer) => void): Promise<{ port: number; conns: Recorder[]; close(): Promise<void> }> {
+  const srv = net.createServer({ allowHalfOpen: true });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const conns: Recorder[] = [];
+  acceptLean(srv, (s) => { const r = new Recorder(s, onData); conns.push(r); return r; });
+  return { port: (srv.address() as net.AddressInfo).port, conns, close: () => new Promise((r) => srv.close(() => r())) };
+}
+
+function collect(c: net.Socket): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  c.on('data', (d: Buffer) => parts.push(d));
+  return new Promise((resolve, reject) => { c.on('close', () => resolve(Buffer.concat(parts))); c.on('error', reject); });
+}
+
+const mode = fallback ? 'net.Socket fallback' : 'stream handles';
+
+test(`lean sockets (${mode}): the mode is the one asked for`, () => {
+  assert.equal(leanSockets, !fallback);
+});
+
+test(`lean sockets (${mode}): reads, a reply, the peer's FIN, end() and close`, async () => {
+  const s = await serve((r, d) => { if (d.includes('\n')) { r.s.write('got ', 'latin1'); r.s.write(Buffer.concat(r.chunks)); } });
+  const c = net.connect(s.port, '127.0.0.1');
+  const got = collect(c);
+  c.write('hel');
+  await new Promise((r) => setTimeout(r, 20));
+  c.end('lo\n');
+  await new Promise((r) => setTimeout(r, 50));
+  const r = s.conns[0]!;
+  assert.deepEqual(r.events, ['end']);
+  assert.match(String(r.s.remoteAddress), /127\.0\.0\.1/);
+  r.s.end();
+  assert.equal((await got).toString(), 'got hello\n');
+  await r.closed;
+  assert.deepEqual(r.events, ['end', 'close']);
+  assert.equal(r.s.destroyed, true);
+  assert.equal(r.s.write('late'), false);
+  await s.close();
+});
+
+test(`lean sockets (${mode}): a write larger than the socket buffer is queued, drains, and arrives whole`, async () => {
+  const big = Buffer.alloc(16 << 20);
+  for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i, i);
+  const s = await serve((r) => {
+    const ok = r.s.write(big);
+    assert.equal(ok, false);
+    assert.ok(r.s.writableLength > 0);
+    r.s.writev([Buffer.from('--'), Buffer.from('tail')]);
+    r.s.end();
+  });
+  const c = net.connect(s.port, '127.0.0.1');
+  c.pause();
+  c.write('go');
+  await new Promise((r) => setTimeout(r, 100)); // let the server's buffer fill
+  const got = collect(c);
+  c.resume();
+  const all = await got;
+  assert.equal(all.length, big.length + 6);
+  assert.ok(all.subarray(0, big.length).equals(big));
+  assert.equal(all.subarray(big.length).toString(), '--tail');
+  const r = s.conns[0]!;
+  await r.closed;
+  assert.ok(r.events.includes('drain'));
+  await s.close();
+});
+
+test(`lean sockets (${mode}): pause stops reads until resume; destroy resets; a client reset is an error then close`, async () => {
+  const s = await serve((r) => { if (r.chunks.length === 1) { r.s.pause(); setTimeout(() => r.s.resume(), 100); } });
+  const c = net.connect(s.port, '127.0.0.1');
+  await once(c, 'connect');
+  c.write('a');
+  await new Promise((r) => setTimeout(r, 30));
+  c.write('b');
+  await new Promise((r) => setTimeout(r, 30));
+  const r = s.conns[0]!;
+  assert.equal(Buffer.concat(r.chunks).toString(), 'a');
+  await new Promise((res) => setTimeout(res, 120));
+  assert.equal(Buffer.concat(r.chunks).toString(), 'ab');
+  c.resetAndDestroy();
+  await r.closed;
+  assert.equal(r.events.at(-1), 'close');
+  // destroy from the server side: the client sees the connection end
+  const c2 = net.connect(s.port, '127.0.0.1');
+  const got = collect(c2).catch(() => Buffer.alloc(0));
+  c2.write('x');
+  await new Promise((res) => setTimeout(res, 30));
+  s.conns[1]!.s.destroy();
+  await got;
+  await s.conns[1]!.closed;
+  await s.close();
+});
+
+test(`lean sockets (${mode}): detach hands the connection to a net.Socket with nothing lost`, async () => {
+  let handed: net.Socket | null = null;
+  const s = await serve((r) => {
+    handed = r.s.detach();
+    handed.write('handed over\n');
+    handed.on('data', (d: Buffer) => handed!.end(`echo ${d}`));
+  });
+  const c = net.connect(s.port, '127.0.0.1');
+  const got = collect(c);
+  c.write('first');
+  await new Promise((r) => setTimeout(r, 50));
+  c.write('second');
+  assert.equal((await got).toString(), 'handed over\necho second');
+  assert.deepEqual(s.conns[0]!.events, []);
+  await s.close();
+});
+
+if (!fallback) {
+  test('lean sockets: the same cases pass over net.Socket (UWCORE_LEAN_SOCKETS=0)', () => {
+    const r = spawnSync(process.execPath, ['--test', fileURLToPath(import.meta.url)], { env: { ...process.env, UWCORE_LEAN_SOCKETS: '0' }, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+  });
+}
