@@ -1,7 +1,6 @@
 // CGI variables for a request parsed by node:http, built once per request with no per-header work
 // beyond one Map lookup for the HTTP_* name.
-import type { IncomingMessage } from 'node:http';
-import { percentDecode, type Env, type ListenerInfo } from '../sdk/index.js';
+import { percentDecode, type Env, type HttpHead, type ListenerInfo } from '../sdk/index.js';
 
 const headerKeys = new Map<string, string>();
 
@@ -52,7 +51,7 @@ export interface EnvConsts { errors: unknown; version: string; workerId: number;
 
 const NO_CONSTS: EnvConsts = { errors: undefined, version: '', workerId: 0, multiprocess: false };
 
-export function buildHttpEnv(req: IncomingMessage, listener: ListenerInfo, port: string, scheme: string, consts: EnvConsts = NO_CONSTS): Env {
+export function buildHttpEnv(req: HttpHead, listener: ListenerInfo, port: string, scheme: string, consts: EnvConsts = NO_CONSTS): Env {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   let rawPath = q < 0 ? url : url.slice(0, q);

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import os from 'node:os';
 import type pino from 'pino';
 import type {
-  Address, AppKind, Env, HeaderList, ListenerHandle, ListenerInfo, Logger, PluginApi, ProcessRole, Protocol,
+  Address, AppKind, Env, HeaderList, HttpHead, ListenerHandle, ListenerInfo, Logger, PluginApi, ProcessRole, Protocol,
   RouteCondition, RouteConditionSpec, RouteResult, RouterActionFactory, ServerHandle, ServiceSpec, Wire,
 } from '../sdk/index.js';
 import { Codes, UwError } from './errors.js';
@@ -252,7 +252,7 @@ export class Server implements ServerHandle {
   private lastPort = '';
 
   /** The CGI vars of a node:http request. */
-  httpEnv(req: import('node:http').IncomingMessage, listener: ListenerInfo): Env {
+  httpEnv(req: HttpHead, listener: ListenerInfo): Env {
     const a = listener.address;
     let port = '80';
     if (listener === this.lastListener) port = this.lastPort;

@@ -251,8 +251,23 @@ export interface ServerHandle {
   readonly draining: boolean;
   /** run the request pipeline for one parsed request. */
   dispatch(env: Env, body: NodeJS.ReadableStream & AsyncIterable<Buffer>, wire: Wire, listener: ListenerInfo): void;
-  /** build the CGI vars for a node:http request (shared by http-like protocols). */
-  httpEnv(req: import('node:http').IncomingMessage, listener: ListenerInfo): Env;
+  /** build the CGI vars for a parsed HTTP request head: a node:http request is one (shared by http-like protocols). */
+  httpEnv(req: HttpHead, listener: ListenerInfo): Env;
+}
+
+/**
+ * What `ServerHandle.httpEnv` reads of a request: the fields of node's IncomingMessage it needs, so that a
+ * protocol with its own parser can build the same env. @since 1.2.0
+ */
+export interface HttpHead {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly httpVersion: string;
+  readonly httpVersionMajor: number;
+  readonly httpVersionMinor: number;
+  /** names and values, alternating, as received */
+  readonly rawHeaders: string[];
+  readonly socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined; readonly localAddress?: string | undefined; readonly localPort?: number | undefined };
 }
 
 /** Result of a router action: continue to the next rule, stop routing and run the app, or end the request. @since 1.0.0 */

@@ -13,6 +13,7 @@
 // Where that is not available the same interface runs over a net.Socket: slower, identical behaviour.
 import { Buffer } from 'node:buffer';
 import net from 'node:net';
+import { Readable } from 'node:stream';
 import { getSystemErrorName } from 'node:util';
 
 /** What a LeanSocket tells its owner. Every method is called with the owner as `this`. @since 1.2.0 */
@@ -34,8 +35,12 @@ export interface LeanSocket {
   /** bytes written but not yet taken by the kernel */
   readonly writableLength: number;
   readonly destroyed: boolean;
-  /** the peer's address (undefined on a UNIX socket); looked up on first use */
+  /** the peer's address and port (undefined on a UNIX socket); looked up on first use */
   readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  /** this end's address and port (undefined on a UNIX socket); looked up on first use */
+  readonly localAddress: string | undefined;
+  readonly localPort: number | undefined;
   /** false when the bytes are queued (wait for `onDrain`). Strings are written as `encoding` (default utf8). */
   write(data: string | Uint8Array, encoding?: 'latin1' | 'utf8'): boolean;
   /** several buffers in one writev(2) */
@@ -74,8 +79,10 @@ interface StreamHandle {
   shutdown(req: Req): number;
   close(cb: (this: StreamHandle) => void): void;
   setNoDelay?(on: boolean): number;
-  getpeername?(out: { address?: string }): number;
+  getpeername?(out: SockName): number;
+  getsockname?(out: SockName): number;
 }
+interface SockName { address?: string; port?: number }
 interface Binding {
   WriteWrap: new () => Req;
   ShutdownWrap: new () => Req;
@@ -193,7 +200,8 @@ class HandleSocket implements LeanSocket {
   ending = false;
   shut = false;
   closed = false;
-  private peer: string | undefined | null = null;
+  private peer: SockName | null = null;
+  private local: SockName | null = null;
 
   constructor(h: StreamHandle, o: LeanOwner) {
     this.h = h;
@@ -203,12 +211,17 @@ class HandleSocket implements LeanSocket {
   get writableLength(): number { return this.closed ? 0 : this.h.writeQueueSize; }
   get destroyed(): boolean { return this.closed; }
 
-  get remoteAddress(): string | undefined {
-    if (this.peer === null) {
-      const out: { address?: string } = {};
-      this.peer = this.closed || this.h.getpeername === undefined || this.h.getpeername(out) !== 0 ? undefined : out.address;
-    }
-    return this.peer;
+  get remoteAddress(): string | undefined { return (this.peer ??= this.name(true)).address; }
+  get remotePort(): number | undefined { return (this.peer ??= this.name(true)).port; }
+  get localAddress(): string | undefined { return (this.local ??= this.name(false)).address; }
+  get localPort(): number | undefined { return (this.local ??= this.name(false)).port; }
+
+  private name(peer: boolean): SockName {
+    const out: SockName = {};
+    const h = this.h;
+    if (this.closed) return out;
+    if (peer) h.getpeername?.(out); else h.getsockname?.(out);
+    return out;
   }
 
   write(data: string | Uint8Array, encoding?: 'latin1' | 'utf8'): boolean {
@@ -305,6 +318,9 @@ class NetSocket implements LeanSocket {
   get writableLength(): number { return this.s.writableLength; }
   get destroyed(): boolean { return this.s.destroyed; }
   get remoteAddress(): string | undefined { return this.s.remoteAddress; }
+  get remotePort(): number | undefined { return this.s.remotePort; }
+  get localAddress(): string | undefined { return this.s.localAddress; }
+  get localPort(): number | undefined { return this.s.localPort; }
   write(data: string | Uint8Array, encoding?: 'latin1' | 'utf8'): boolean {
     return typeof data === 'string' ? this.s.write(data, encoding ?? 'utf8') : this.s.write(data);
   }
@@ -354,3 +370,64 @@ export function acceptLean(server: net.Server, accept: (socket: LeanSocket) => L
 }
 
 const NO_OWNER: LeanOwner = { onData() {}, onEnd() {}, onDrain() {}, onClose() {}, onError() {} };
+
+// ---------------------------------------------------------------------------------------------
+// building blocks for protocols on lean sockets
+
+/**
+ * A request body fed from a lean connection: `feed()` pushes a chunk and pauses the socket when the reader's
+ * buffer is full; the reader asking for more resumes it. An `empty` body ends at the first read.
+ * @since 1.2.0
+ */
+export class LeanBody extends Readable {
+  readonly socket: LeanSocket;
+  /** the socket is paused because this stream's buffer is full */
+  paused = false;
+  private eof: boolean;
+  constructor(socket: LeanSocket, empty: boolean) {
+    super();
+    this.socket = socket;
+    this.eof = empty;
+  }
+  feed(chunk: Buffer): void {
+    if (!this.push(chunk) && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+  /** the request is over before the body was read: end the stream, and read (to drop) what still comes */
+  abandon(): void {
+    this.push(null);
+    this.unpause();
+  }
+  unpause(): void {
+    if (this.paused) { this.paused = false; this.socket.resume(); }
+  }
+  override _read(): void {
+    if (this.eof) { this.eof = false; this.push(null); return; }
+    this.unpause();
+  }
+}
+
+/** What `headerPartKind` finds in a status reason, header name or value. @since 1.2.0 */
+export const HEAD_ASCII = 0;
+/** a character above 0x7f: the head goes out as Latin-1, so it is not glued to a UTF-8 body string */
+export const HEAD_WIDE = 1;
+/** CR, LF or NUL: refused (response splitting) */
+export const HEAD_BAD = 2;
+
+/** Scan one part of a response head. @since 1.2.0 */
+export function headerPartKind(s: string): number {
+  let kind = HEAD_ASCII;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 13 || c === 10 || c === 0) return HEAD_BAD;
+    if (c > 127) kind = HEAD_WIDE;
+  }
+  return kind;
+}
+
+/** The error for a response head part that `headerPartKind` refused (the core answers 500). @since 1.2.0 */
+export function badHeaderError(what: string, name: string, plugin: string): Error {
+  return Object.assign(new Error(`${what} ${JSON.stringify(name).slice(0, 60)} contains CR, LF or NUL`), { code: 'UW_ERR_APP_RESPONSE', plugin });
+}

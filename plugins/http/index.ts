@@ -1,25 +1,12 @@
-// The `http` plugin: --http and --http-socket listeners on node:http (llhttp, hardened against request
-// smuggling). --http keeps connections alive (HTTP/1.1 semantics); --http-socket answers one request per
-// connection, as uWSGI's does.
+// The `http` plugin: --http and --http-socket listeners with node's HTTP parser (llhttp, hardened against
+// request smuggling). --http keeps connections alive (HTTP/1.1 semantics) on node:http; --http-socket answers
+// one request per connection, as uWSGI's does, on lean sockets (socket.ts).
 import { Buffer } from 'node:buffer';
 import http from 'node:http';
 import net, { type Socket } from 'node:net';
+import { classify, FORBIDDEN_TRAILERS, HOST_BODY, validHost } from './common.js';
+import { leanHttpAvailable, listenHttpSocket } from './socket.js';
 import { definePlugin, STATUS_TEXT, type Address, type ListenerHandle, type ListenerInfo, type ServerHandle, type Wire } from '../../sdk/index.js';
-
-const HOST_BODY = 'Bad Request: invalid or duplicated Host header\n';
-/** The bytes a Host value may hold (RFC 3986 reg-name, IP literal, port); a comma means two Host fields. */
-const HOST_CHAR = new Uint8Array(128);
-for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-_~!$&'()*+;=%:[]") HOST_CHAR[c.charCodeAt(0)] = 1;
-
-function validHost(host: string): boolean {
-  const n = host.length;
-  if (n === 0) return false;
-  for (let i = 0; i < n; i++) {
-    const c = host.charCodeAt(i);
-    if (c > 127 || HOST_CHAR[c] === 0) return false;
-  }
-  return true;
-}
 
 type HttpSocket = Socket & {
   _httpMessage?: (http.ServerResponse & { req?: http.IncomingMessage }) | null;
@@ -74,12 +61,6 @@ function refuse(res: http.ServerResponse, status: number, text: string): void {
   res.end(text);
 }
 
-/**
- * RFC 9110 §6.5.1: fields whose meaning depends on arriving before the content (framing, routing, request
- * modifiers, authentication). Trailers are never merged into env; these in a trailer mark a smuggling attempt.
- */
-const FORBIDDEN_TRAILERS = new Set(['host', 'content-length', 'transfer-encoding', 'trailer', 'authorization', 'proxy-authorization', 'cookie', 'expect', 'range', 'te', 'connection', 'upgrade']);
-
 /** A chunked body ended: a forbidden trailer field closes the connection before the application answers. */
 function checkTrailers(this: http.IncomingMessage): void {
   const t = this.rawTrailers;
@@ -89,36 +70,6 @@ function checkTrailers(this: http.IncomingMessage): void {
 }
 
 function destroyLater(socket: Socket): void { if (!socket.destroyed) socket.destroy(); }
-
-const METHOD_START = /^[A-Z]+ /;
-
-/** The status for a parser error, and a one-line hint when the client spoke another protocol. */
-function classify(err: NodeJS.ErrnoException & { rawPacket?: Buffer }, bufferSize: number): { status: number; hint?: string } {
-  const raw = err.rawPacket;
-  switch (err.code) {
-    case 'HPE_HEADER_OVERFLOW': {
-      // the request line counts toward the header limit: a line that alone exceeds it means the URL is too long
-      if (raw !== undefined && METHOD_START.test(raw.toString('latin1', 0, 12))) {
-        const nl = raw.indexOf(10);
-        if (nl < 0 || nl > bufferSize) return { status: 414 };
-      }
-      return { status: 431 };
-    }
-    case 'ERR_HTTP_REQUEST_TIMEOUT': return { status: 408 };
-    case 'HPE_URI_TOO_LONG': return { status: 414 };
-    case 'HPE_INVALID_METHOD':
-      if (raw !== undefined && raw.length >= 4) {
-        const b0 = raw[0]!;
-        if (b0 === 0x16 && raw[1] === 3) return { status: 400, hint: 'a TLS handshake arrived on a plain HTTP socket; terminate TLS in nginx or a load balancer and forward plain HTTP' };
-        if (b0 < 0x20 || b0 > 0x7e) {
-          const size = raw[1]! | (raw[2]! << 8);
-          return { status: 400, hint: `what looks like a uwsgi packet (modifier1 ${b0}, vars ${size} bytes) arrived on an HTTP socket; if nginx talks to uwcore with uwsgi_pass, listen with --uwsgi-socket (alias --socket) instead` };
-        }
-      }
-      return { status: 400 };
-    default: return { status: 400 };
-  }
-}
 
 /** Open one node:http listener that feeds the core. Shared by http and http11. */
 export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeoutS: number): Promise<ListenerHandle> {
@@ -240,7 +191,8 @@ export default definePlugin({
   ],
   setup(api) {
     const timeout = api.options['http-timeout'] as number;
-    api.protocols.register('http', { listen: (l, s) => listenHttp(l, s, timeout) });
+    // --http-socket (one request per connection) runs on lean sockets with node's parser; --http on node:http
+    api.protocols.register('http', { listen: (l, s) => (!l.keepAlive && leanHttpAvailable ? listenHttpSocket(l, s, timeout) : listenHttp(l, s, timeout)) });
     for (const a of (api.options.http as Address[])) api.listen('http', 'http', a, { keepAlive: true });
     for (const a of (api.options['http-socket'] as Address[])) api.listen('http-socket', 'http', a, { keepAlive: false });
     return {

@@ -1,4 +1,5 @@
-// Hardening of the `http` plugin over real sockets: limits (431, 414, 413), Host rules, smuggling vectors,
+// Hardening of the `http` plugin over real sockets, on both of its listeners (--http on node:http, and
+// --http-socket on lean sockets with node's parser): limits (431, 414, 413), Host rules, smuggling vectors,
 // slow clients, client resets, wrong-protocol diagnostics.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,12 +12,6 @@ import { encodePacket } from '../../plugins/uwsgi/index.js';
 
 let srv: Running;
 let port: number;
-
-before(async () => {
-  port = await freePort();
-  srv = await startUwcore(['--http', `127.0.0.1:${port}`, '--app', writeProtocolApp(), '--buffer-size', '4k', '--limit-post', '1k', '--http-timeout', '1']);
-});
-after(async () => { await srv?.stop(); });
 
 /** Every status line in a byte stream. */
 function statusLines(raw: Buffer): number[] {
@@ -38,7 +33,13 @@ function send(data: string | Buffer, ms = 1500): Promise<{ raw: Buffer; closed: 
   });
 }
 
-describe('http hardening', () => {
+for (const option of ['--http', '--http-socket']) describe(`http hardening (${option})`, () => {
+  before(async () => {
+    port = await freePort();
+    srv = await startUwcore([option, `127.0.0.1:${port}`, '--app', writeProtocolApp(), '--buffer-size', '4k', '--limit-post', '1k', '--http-timeout', '1']);
+  });
+  after(async () => { await srv?.stop(); });
+
   test('header block over --buffer-size → 431; request line over it → 414', async () => {
     const big = await httpGet(port, '/', { 'X-Big': 'a'.repeat(5000) });
     assert.equal(big.status, 431);
@@ -130,7 +131,7 @@ describe('http hardening', () => {
     }
   });
 
-  test('an idle keep-alive connection closes after min(--http-timeout, 5 s); one in use stays open', async () => {
+  test('an idle keep-alive connection closes after min(--http-timeout, 5 s); one in use stays open', { skip: option === '--http-socket' && 'one request per connection' }, async () => {
     const idle = net.connect(port, '127.0.0.1');
     const busy = net.connect(port, '127.0.0.1');
     let idleGot = '';
@@ -188,6 +189,23 @@ describe('http hardening', () => {
     assert.equal(fs.readFileSync(mark, 'utf8'), 'closed\n');
     assert.equal((await httpGet(port, '/')).status, 200);
     assert.ok(fds() <= before + 2, `descriptors: ${before} before, ${fds()} after`);
+  });
+
+  test('framing: streamed responses chunked on HTTP/1.1 and close-delimited on HTTP/1.0; HEAD has no body; a chunked upload is de-chunked', async () => {
+    const r11 = await send('GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 3000);
+    const t11 = r11.raw.toString('latin1');
+    assert.match(t11, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(t11, /\r\nTransfer-Encoding: chunked\r\n/i);
+    assert.match(t11, /\r\nDate: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\n/);
+    assert.ok(t11.endsWith('\r\n8\r\nchunk 4\n\r\n0\r\n\r\n'), JSON.stringify(t11.slice(-60)));
+    assert.equal(parseResponse(r11.raw).body.toString(), 'chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n');
+    const r10 = (await send('GET /stream HTTP/1.0\r\n\r\n', 3000)).raw.toString('latin1');
+    assert.doesNotMatch(r10, /Transfer-Encoding|Content-Length/i);
+    assert.ok(r10.endsWith('\r\n\r\nchunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n'), JSON.stringify(r10));
+    const head = await send('HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.match(head.raw.toString(), /^HTTP\/1\.1 200 OK\r\n[^]*Content-Length: 11\r\n[^]*\r\n\r\n$/);
+    const up = await send('POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n');
+    assert.match(parseResponse(up.raw).body.toString(), /^11 [0-9a-f]{64} no-content-length$/);
   });
 
   test('CONNECT gets 405; GET * gets 400', async () => {
