@@ -400,6 +400,13 @@ export class LeanBody extends Readable {
     this.push(null);
     this.unpause();
   }
+  /** The request failed (client gone, too slow, malformed): a reader gets `err`; with no reader waiting the
+   *  stream is only destroyed (an 'error' nobody listens to would end the process). */
+  fail(err: Error): void {
+    if (this.destroyed) return;
+    if (this.listenerCount('error') > 0) this.destroy(err);
+    else this.destroy();
+  }
   unpause(): void {
     if (this.paused) { this.paused = false; this.socket.resume(); }
   }

@@ -5,7 +5,7 @@ import { Buffer } from 'node:buffer';
 import http from 'node:http';
 import net, { type Socket } from 'node:net';
 import { classify, FORBIDDEN_TRAILERS, HOST_BODY, validHost } from './common.js';
-import { leanHttpAvailable, listenHttpSocket } from './socket.js';
+import { leanHttpAvailable, listenLeanHttp } from './lean.js';
 import { definePlugin, STATUS_TEXT, type Address, type ListenerHandle, type ListenerInfo, type ServerHandle, type Wire } from '../../sdk/index.js';
 
 type HttpSocket = Socket & {
@@ -71,7 +71,16 @@ function checkTrailers(this: http.IncomingMessage): void {
 
 function destroyLater(socket: Socket): void { if (!socket.destroyed) socket.destroy(); }
 
-/** Open one node:http listener that feeds the core. Shared by http and http11. */
+/**
+ * Open one HTTP listener that feeds the core (shared by http and http11): the lean one (lean.ts: lean sockets,
+ * node's parser driven directly), or node:http where node's parser module is not reachable or
+ * UWCORE_LEAN_HTTP=0 asks for it.
+ */
+function listenAny(listener: ListenerInfo, server: ServerHandle, timeoutS: number): Promise<ListenerHandle> {
+  return leanHttpAvailable ? listenLeanHttp(listener, server, timeoutS) : listenHttp(listener, server, timeoutS);
+}
+
+/** Open one node:http listener that feeds the core. */
 export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeoutS: number): Promise<ListenerHandle> {
   const sockets = new Map<HttpSocket, SweepState>();
   // one close listener per listener (not a closure per connection)
@@ -191,13 +200,12 @@ export default definePlugin({
   ],
   setup(api) {
     const timeout = api.options['http-timeout'] as number;
-    // --http-socket (one request per connection) runs on lean sockets with node's parser; --http on node:http
-    api.protocols.register('http', { listen: (l, s) => (!l.keepAlive && leanHttpAvailable ? listenHttpSocket(l, s, timeout) : listenHttp(l, s, timeout)) });
+    api.protocols.register('http', { listen: (l, s) => listenAny(l, s, timeout) });
     for (const a of (api.options.http as Address[])) api.listen('http', 'http', a, { keepAlive: true });
     for (const a of (api.options['http-socket'] as Address[])) api.listen('http-socket', 'http', a, { keepAlive: false });
     return {
-      /** open a node:http listener; timeoutS defaults to --http-timeout */
-      listenHttp: (l: ListenerInfo, s: ServerHandle, timeoutS: number = timeout) => listenHttp(l, s, timeoutS),
+      /** open an HTTP listener (persistent when `l.keepAlive`); timeoutS defaults to --http-timeout */
+      listenHttp: (l: ListenerInfo, s: ServerHandle, timeoutS: number = timeout) => listenAny(l, s, timeoutS),
     };
   },
 });

@@ -1,5 +1,5 @@
 // The `http11` plugin: --http11-socket, uWSGI's persistent-connection HTTP socket, on the `http` plugin's
-// node:http listener (llhttp, the same hardening and limits). Unlike uWSGI's, it honours Connection: close,
+// listener (node's llhttp parser, the same hardening and limits). Unlike uWSGI's, it honours Connection: close,
 // frames responses without Content-Length (chunked on HTTP/1.1, close-delimited on HTTP/1.0), answers
 // pipelined requests in order and never pins a worker to an idle connection.
 import { definePlugin, type Address, type ListenerHandle, type ListenerInfo, type ServerHandle } from '../../sdk/index.js';

@@ -1,6 +1,6 @@
-// Hardening of the `http` plugin over real sockets, on both of its listeners (--http on node:http, and
-// --http-socket on lean sockets with node's parser): limits (431, 414, 413), Host rules, smuggling vectors,
-// slow clients, client resets, wrong-protocol diagnostics.
+// Hardening of the `http` plugin over real sockets: --http and --http-socket on its lean listener, and --http
+// on the node:http fallback (UWCORE_LEAN_HTTP=0): limits (431, 414, 413), Host rules, smuggling vectors, slow
+// clients, client resets, wrong-protocol diagnostics, response framing.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -33,10 +33,10 @@ function send(data: string | Buffer, ms = 1500): Promise<{ raw: Buffer; closed: 
   });
 }
 
-for (const option of ['--http', '--http-socket']) describe(`http hardening (${option})`, () => {
+for (const [option, lean] of [['--http', true], ['--http-socket', true], ['--http', false]] as const) describe(`http hardening (${option}${lean ? '' : ', node:http fallback'})`, () => {
   before(async () => {
     port = await freePort();
-    srv = await startUwcore([option, `127.0.0.1:${port}`, '--app', writeProtocolApp(), '--buffer-size', '4k', '--limit-post', '1k', '--http-timeout', '1']);
+    srv = await startUwcore([option, `127.0.0.1:${port}`, '--app', writeProtocolApp(), '--buffer-size', '4k', '--limit-post', '1k', '--http-timeout', '1'], lean ? {} : { env: { UWCORE_LEAN_HTTP: '0' } });
   });
   after(async () => { await srv?.stop(); });
 
