@@ -45,6 +45,10 @@ export interface LeanSocket {
   write(data: string | Uint8Array, encoding?: 'latin1' | 'utf8'): boolean;
   /** several buffers in one writev(2) */
   writev(chunks: Uint8Array[]): boolean;
+  /** collect writes until `uncork()` (or until 16 KiB are collected), then send them in one writev(2) */
+  cork(): void;
+  uncork(): void;
+  readonly corked: boolean;
   /** close the sending side once everything written is out (FIN); the socket closes when the peer has too. */
   end(): void;
   /** close now (queued bytes are dropped). */
@@ -124,6 +128,8 @@ const K_READ = B?.kRead ?? 0;
 const K_OFFSET = B?.kOffset ?? 0;
 const K_ASYNC = B?.kAsync ?? 0;
 const UV_EOF = B?.EOF ?? -4095;
+/** how much a corked socket collects before it writes anyway */
+const CORK_MAX = 16384;
 
 /** One WriteWrap serves every write that completes at once (node binds it to a request only when a write
  *  is queued); a queued write takes it, and a new spare is made. */
@@ -200,6 +206,9 @@ class HandleSocket implements LeanSocket {
   ending = false;
   shut = false;
   closed = false;
+  /** writes collected while corked */
+  private corkBufs: Uint8Array[] | null = null;
+  private corkBytes = 0;
   private peer: SockName | null = null;
   private local: SockName | null = null;
 
@@ -208,7 +217,8 @@ class HandleSocket implements LeanSocket {
     this.o = o;
   }
 
-  get writableLength(): number { return this.closed ? 0 : this.h.writeQueueSize; }
+  get writableLength(): number { return this.closed ? 0 : this.h.writeQueueSize + this.corkBytes; }
+  get corked(): boolean { return this.corkBufs !== null; }
   get destroyed(): boolean { return this.closed; }
 
   get remoteAddress(): string | undefined { return (this.peer ??= this.name(true)).address; }
@@ -226,6 +236,15 @@ class HandleSocket implements LeanSocket {
 
   write(data: string | Uint8Array, encoding?: 'latin1' | 'utf8'): boolean {
     if (this.closed || this.ending) return false;
+    const cb = this.corkBufs;
+    if (cb !== null) {
+      const b = typeof data === 'string' ? Buffer.from(data, encoding ?? 'utf8') : data;
+      cb.push(b);
+      this.corkBytes += b.byteLength;
+      // a corked write never says "wait for drain" (no drain would come if the flush then completes at
+      // once): past 16 KiB it flushes now and answers for that flush
+      return this.corkBytes < CORK_MAX || this.flushCork();
+    }
     const h = this.h;
     const req = writeReq(this);
     const err = typeof data !== 'string' ? h.writeBuffer(req, data)
@@ -235,6 +254,10 @@ class HandleSocket implements LeanSocket {
 
   writev(chunks: Uint8Array[]): boolean {
     if (this.closed || this.ending) return false;
+    if (this.corkBufs !== null) {
+      for (const c of chunks) { this.corkBufs.push(c); this.corkBytes += c.byteLength; }
+      return this.corkBytes < CORK_MAX || this.flushCork();
+    }
     const req = writeReq(this);
     return this.dispatched(req, this.h.writev(req, chunks, true), chunks);
   }
@@ -249,8 +272,25 @@ class HandleSocket implements LeanSocket {
     return false;
   }
 
+  cork(): void {
+    if (this.corkBufs === null && !this.closed) this.corkBufs = [];
+  }
+
+  uncork(): void {
+    if (this.corkBufs !== null) this.flushCork();
+  }
+
+  private flushCork(): boolean {
+    const b = this.corkBufs!;
+    this.corkBufs = null;
+    this.corkBytes = 0;
+    if (b.length === 0) return true;
+    return b.length === 1 ? this.write(b[0]!) : this.writev(b);
+  }
+
   end(): void {
     if (this.closed || this.ending) return;
+    if (this.corkBufs !== null) this.flushCork();
     this.ending = true;
     if (this.pending === 0) this.shutdown();
   }
@@ -266,6 +306,7 @@ class HandleSocket implements LeanSocket {
   destroy(): void {
     if (this.closed) return;
     this.closed = true;
+    this.corkBufs = null;
     this.h.close(afterClose);
   }
 
@@ -332,6 +373,9 @@ class NetSocket implements LeanSocket {
     s.uncork();
     return ok;
   }
+  cork(): void { this.s.cork(); }
+  uncork(): void { while (this.s.writableCorked > 0) this.s.uncork(); }
+  get corked(): boolean { return this.s.writableCorked > 0; }
   end(): void { this.s.end(); }
   destroy(): void { this.s.destroy(); }
   pause(): void { this.s.pause(); }

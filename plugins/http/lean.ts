@@ -183,6 +183,9 @@ class Req extends EventEmitter implements Wire, HttpHead {
     c.mark = c.l.now;
     // a response that takes a second write: no Nagle wait on it (one write then close never needs it)
     if (c.nagle && h === null) { c.nagle = false; s.setNoDelay(true); }
+    // the writes of one tick leave together (as node:http corks its socket until the next tick); end()
+    // sends what is collected at once
+    if (!s.corked) { s.cork(); process.nextTick(uncork, s); }
     // head, chunk size line and data leave in one write
     const pre = this.chunked ? `${h ?? ''}${len.toString(16)}\r\n` : h;
     this.head = null;
@@ -209,6 +212,7 @@ class Req extends EventEmitter implements Wire, HttpHead {
       this.head = null;
       this.socket.write(this.chunked ? `${h}0\r\n\r\n` : h, 'latin1');
     } else if (this.chunked) this.socket.write('0\r\n\r\n', 'latin1');
+    this.socket.uncork();
     this.writableEnded = true;
     this.conn.finished(this);
   }
@@ -219,6 +223,8 @@ class Req extends EventEmitter implements Wire, HttpHead {
     this.conn.socket.destroy();
   }
 }
+
+function uncork(s: LeanSocket): void { s.uncork(); }
 
 // connection states (of the parsing side)
 const S_HEAD = 0;   // reading a request head (or idle between requests)
