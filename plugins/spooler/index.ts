@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { definePlugin, type Logger, type PluginApi, type StatsDocument } from '../../sdk/index.js';
-import { SPOOL_OK, SPOOL_RETRY, argsToVars, encodePacket, isTaskName } from './format.js';
+import { SPOOL_OK, SPOOL_RETRY, argsToVars, encodePacket } from './format.js';
 import { SpoolDir } from './queue.js';
 import { Runner, type RunnerReport, type TaskFn, type TaskKind } from './runner.js';
 
@@ -221,14 +221,9 @@ export default definePlugin<SpoolerApi>({
           const now = Date.now();
           for (const s of procs.values()) {
             if (killed.has(s.pid)) continue;
-            const d = path.join(spools.get(s.dir)!.running, String(s.pid));
-            let names: string[];
-            try { names = fs.readdirSync(d).filter(isTaskName); } catch { continue; }
-            for (const n of names) {
-              let st: fs.Stats;
-              try { st = fs.statSync(path.join(d, n)); } catch { continue; }
-              if (now - st.ctimeMs > harakiri * 1000) {
-                api.log.error({ pid: s.pid, task: n }, `*** HARAKIRI ON THE SPOOLER (pid: ${s.pid}) *** task ${n} ran for more than ${harakiri} s: killing the process (the task runs again after the respawn)`);
+            for (const t of spools.get(s.dir)!.runningIn(s.pid)) {
+              if (now - t.runAt > harakiri * 1000) {
+                api.log.error({ pid: s.pid, task: t.id }, `*** HARAKIRI ON THE SPOOLER (pid: ${s.pid}) *** task ${t.id} ran for more than ${harakiri} s: killing the process (the task runs again after the respawn)`);
                 killed.add(s.pid);
                 try { process.kill(s.pid, 'SIGKILL'); } catch { /* already gone */ }
                 break;

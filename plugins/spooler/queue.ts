@@ -2,7 +2,9 @@
 //   DIR/uwsgi_spoolfile_on_...        queued tasks (mtime = when they may run: `at`, or the next retry)
 //   DIR/<P>/uwsgi_spoolfile_on_...    queued tasks with priority P (a number; lower runs first)
 //   DIR/tmp/                          files being written (renamed into place once complete and fsynced)
-//   DIR/running/<pid>/                tasks claimed by the spooler process <pid> (atomic rename)
+//   DIR/running/<pid>/                tasks claimed by the spooler process <pid> (atomic rename), and
+//                                     .current while <pid> is the only spooler process on DIR: the task it
+//                                     runs where it lies in the queue (see Runner.mode)
 //   DIR/failed/                       tasks that exhausted their retries
 //   DIR/corrupt/                      files that are not valid spool packets, moved aside
 //   DIR/meta/<id>.json                bookkeeping beside a task: attempts, last error, next run
@@ -28,11 +30,14 @@ export interface TaskEntry {
   id: string;
   state: TaskState;
   file: string;
+  /** the file's path relative to DIR (queued tasks) */
+  rel?: string;
   priority: number | null;
   /** when it may run (ms since epoch) */
   runAt: number;
-  /** the spooler process running it */
+  /** the spooler process running it, and its directory running/<pid>/ */
   pid?: number;
+  owner?: string;
 }
 
 /** writes up to this size are made synchronously (a page-cache copy); larger bodies go to the thread pool */
@@ -392,7 +397,7 @@ export class SpoolDir {
     const out: TaskEntry[] = [];
     let top: fs.Dirent[];
     try { top = fs.readdirSync(this.dir, { withFileTypes: true }); } catch { return out; }
-    const scan = (d: string, prio: number | null, names: Iterable<string>) => {
+    const scan = (d: string, sub: string | null, prio: number | null, names: Iterable<string>) => {
       const part: TaskEntry[] = [];
       for (const n of names) {
         if (!isTaskName(n)) continue;
@@ -400,7 +405,7 @@ export class SpoolDir {
         let st: fs.Stats;
         try { st = fs.statSync(file); } catch { continue; }
         if (!st.isFile()) continue;
-        part.push({ id: n, state: st.mtimeMs > now ? 'scheduled' : 'queued', file, priority: prio, runAt: st.mtimeMs });
+        part.push({ id: n, state: st.mtimeMs > now ? 'scheduled' : 'queued', file, rel: sub === null ? n : `${sub}/${n}`, priority: prio, runAt: st.mtimeMs });
       }
       part.sort((a, b) => a.runAt - b.runAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       for (const t of part) out.push(t);
@@ -410,9 +415,9 @@ export class SpoolDir {
       onPriorityDir?.(d);
       let names: string[];
       try { names = fs.readdirSync(d); } catch { continue; }
-      scan(d, p.n, names);
+      scan(d, p.name, p.n, names);
     }
-    scan(this.dir, null, top.filter((e) => !e.isDirectory()).map((e) => e.name));
+    scan(this.dir, null, null, top.filter((e) => !e.isDirectory()).map((e) => e.name));
     return out;
   }
 
@@ -423,23 +428,45 @@ export class SpoolDir {
     return ids;
   }
 
+  /** Tasks running: claimed into running/<pid>/, or run in place by a process alone on the directory. */
   listRunning(): TaskEntry[] {
-    const out: TaskEntry[] = [];
     let owners: string[];
-    try { owners = fs.readdirSync(this.running); } catch { return out; }
-    for (const o of owners) {
-      if (!/^\d+$/.test(o)) continue;
-      let names: string[];
-      try { names = fs.readdirSync(path.join(this.running, o)); } catch { continue; }
-      for (const n of names) {
+    try { owners = fs.readdirSync(this.running); } catch { return []; }
+    return owners.filter((o) => /^\d+$/.test(o)).flatMap((o) => this.runningIn(Number(o)));
+  }
+
+  /** The task(s) the spooler process `pid` runs (runAt: since when): those claimed into its directory
+   *  (their ctime: the claim), and the one its .current names (the file's mtime: when it was named). */
+  runningIn(pid: number): TaskEntry[] {
+    const out: TaskEntry[] = [];
+    const owner = path.join(this.running, String(pid));
+    let names: string[];
+    try { names = fs.readdirSync(owner); } catch { return out; }
+    for (const n of names) {
+      let entry: TaskEntry;
+      if (n === CURRENT_FILE) {
+        const cur = readCurrent(path.join(owner, n));
+        if (!cur) continue;
+        const file = path.join(this.dir, cur.rel);
+        try {
+          if (!fs.statSync(file).isFile()) continue; // else completed since
+          entry = { id: cur.id, state: 'running', file, priority: cur.prio === null ? null : Number(cur.prio), runAt: fs.statSync(path.join(owner, n)).mtimeMs };
+        } catch { continue; }
+      } else {
         if (!isTaskName(n)) continue;
-        const file = path.join(this.running, o, n);
-        let st: fs.Stats;
-        try { st = fs.statSync(file); } catch { continue; }
-        out.push({ id: n, state: 'running', file, priority: null, runAt: st.ctimeMs, pid: Number(o) });
+        const file = path.join(owner, n);
+        try { entry = { id: n, state: 'running', file, priority: null, runAt: fs.statSync(file).ctimeMs }; } catch { continue; }
       }
+      out.push({ ...entry, pid, owner });
     }
     return out;
+  }
+
+  /** Every task, each once: queued and scheduled, running, failed. */
+  listAll(): TaskEntry[] {
+    const running = this.listRunning();
+    const ids = new Set(running.map((t) => t.id));
+    return [...this.listQueued().filter((t) => !ids.has(t.id)), ...running, ...this.listFailed()];
   }
 
   listFailed(): TaskEntry[] {
@@ -464,8 +491,7 @@ export class SpoolDir {
   /** Find a task by id in any area. */
   find(id: string): TaskEntry | null {
     if (!isTaskName(id)) return null;
-    const all = [...this.listQueued(), ...this.listRunning(), ...this.listFailed()];
-    return all.find((t) => t.id === id) ?? null;
+    return this.listAll().find((t) => t.id === id) ?? null;
   }
 
   readPacket(file: string): Packet {
@@ -488,6 +514,21 @@ export function procStart(pid: number): string | null {
 
 /** The file in running/<pid>/ recording which process (pid + start time) owns the directory. */
 export const OWNER_FILE = '.owner';
+
+/** The file in running/<pid>/ that marks <pid> as the only spooler process on the directory, running each
+ *  task where it lies in the queue; its first line names the task running now (its path relative to DIR),
+ *  and is empty between tasks. Written with one pwrite per task. */
+export const CURRENT_FILE = '.current';
+
+/** The task a `.current` file names: its path relative to DIR, id and priority directory; null when it
+ *  names none (or cannot be read, or names something that is not a queued task's place). */
+export function readCurrent(file: string): { rel: string; id: string; prio: string | null } | null {
+  let text: string;
+  try { text = fs.readFileSync(file, 'utf8'); } catch { return null; }
+  const m = /^(?:(\d{1,10})\/)?([^/\n]+)\n/.exec(text);
+  if (!m || !isTaskName(m[2]!)) return null;
+  return { rel: m[1] === undefined ? m[2]! : `${m[1]}/${m[2]}`, id: m[2]!, prio: m[1] ?? null };
+}
 
 /** Is the process that owns running/<pid>/ still alive? A reused pid (another start time) is not. */
 export function ownerAlive(runningDir: string, pid: number): boolean {

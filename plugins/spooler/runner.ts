@@ -1,13 +1,15 @@
-// The loop of one spooler process: scan the directory (priority dirs first, oldest first), claim a
-// task by renaming it into running/<pid>/ (only one process can win), run it, then delete it (done),
-// put it back with a later mtime (retry, backing off), or move it to failed/. A new file wakes the loop
-// at once (fs.watch); the scan interval is only a fallback. Tasks left in running/ by a process that
-// died are recovered (claimed again, counted as an attempt) at startup and whenever the loop scans.
+// The loop of one spooler process: scan the directory (priority dirs first, oldest first), run each
+// task, then delete it (done), put it back with a later mtime (retry, backing off), or move it to
+// failed/. The only spooler process on a directory runs a task where it lies, naming it in
+// running/<pid>/.current; where several share the directory, each claims a task first by renaming it into
+// running/<pid>/ (only one process can win); see Runner.mode. A new file wakes the loop at once
+// (fs.watch); the scan interval is only a fallback. Tasks a process that died was running are recovered
+// (claimed, counted as an attempt, put back) at startup and whenever the loop scans.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../sdk/index.js';
 import { CorruptSpoolFile, SPOOL_IGNORE, SPOOL_OK, SPOOL_RETRY, decodePacket, isTaskName, varsToArgs, type Packet } from './format.js';
-import { OWNER_FILE, SpoolDir, ownerAlive, procStart, type Meta, type TaskEntry } from './queue.js';
+import { CURRENT_FILE, OWNER_FILE, SpoolDir, ownerAlive, procStart, readCurrent, type Meta, type TaskEntry } from './queue.js';
 
 export type TaskKind = 'spool' | 'raw' | 'forever';
 export interface TaskContext {
@@ -25,12 +27,30 @@ export interface RunnerOptions {
 
 export interface RunnerReport { done: number; failed: number; retried: number; running: string | null }
 
+/** How a spooler process takes the tasks of a scan (see Runner.mode):
+ *  'alone': it is the only spooler process on the directory: it runs each task where it lies;
+ *  'claim': others share the directory: it claims each task by renaming it into running/<pid>/;
+ *  'wait': another process still runs tasks alone (it has not seen this one yet): take none. */
+type Mode = 'alone' | 'claim' | 'wait';
+
 const MAX_BACKOFF = 3600_000;
+/** how often a process running tasks alone looks for a newcomer between tasks (ms) */
+const ALONE_CHECK_MS = 100;
+/** how often a waiting process looks again (ms) */
+const WAIT_MS = 20;
 /** completed task files kept in free/ for writers to reuse (see SpoolDir.enqueue) */
 const FREE_KEEP = 1024;
 
 export class Runner {
   private readonly mine: string;
+  private readonly pidName = String(process.pid);
+  /** running/<pid>/.current, open while this process runs tasks alone (in place) */
+  private readonly currentFile: string;
+  private currentFd: number | null = null;
+  /** does .current name a task (one that may not have completed)? */
+  private named = false;
+  /** when the mode was last decided (performance.now()) */
+  private modeAt = 0;
   done = 0;
   failed = 0;
   retried = 0;
@@ -41,8 +61,9 @@ export class Runner {
   private lastRecover = 0;
   /** files that looked half-written (another writer): skipped until this time */
   private readonly skipUntil = new Map<string, number>();
-  /** tasks this process claimed whose departure from the queue the directory watch has not reported yet */
-  private readonly claimedNames = new Set<string>();
+  /** tasks this process took (claimed or ran in place) whose departure from the queue (or change, when
+   *  it stays) the directory watch has not reported yet */
+  private readonly takenNames = new Set<string>();
   /** ids that had a bookkeeping file in meta/ at the last scan (read after the queue: a queued task's
    *  bookkeeping is always written before the task is put back in the queue) */
   private metaIds = new Set<string>();
@@ -56,26 +77,27 @@ export class Runner {
     private readonly signal: AbortSignal,
     private readonly onChange: () => void,
   ) {
-    this.mine = path.join(spool.running, String(process.pid));
+    this.mine = path.join(spool.running, this.pidName);
+    this.currentFile = path.join(this.mine, CURRENT_FILE);
     this.debug = log.isLevelEnabled('debug');
   }
 
   private poke = (_ev?: string, name?: string | Buffer | null, d?: string): void => {
     if (name && d) {
       if (this.dirty) return; // a rescan is due anyway
-      // a rename event also fires when a task leaves (claimed): only arrivals matter
+      // an event also fires when a task leaves (taken, completed) or is put back: only arrivals matter
       const n = String(name);
-      if (this.claimedNames.delete(n) || !fs.existsSync(path.join(d, n))) return;
+      if (this.takenNames.delete(n) || !fs.existsSync(path.join(d, n))) return;
     }
     this.dirty = true;
     const w = this.wake;
     if (w) { this.wake = null; w(); }
   };
 
-  private watch(d: string): void {
+  private watch(d: string, onEvent: (ev: string, name: string | Buffer | null) => void = (ev, name) => this.poke(ev, name, d)): void {
     if (this.watchers.has(d)) return;
     try {
-      const w = fs.watch(d, { persistent: false }, (ev, name) => this.poke(ev, name, d));
+      const w = fs.watch(d, { persistent: false }, onEvent);
       w.on('error', () => { this.watchers.delete(d); });
       this.watchers.set(d, w);
     } catch { /* no inotify: the scan interval still finds new tasks */ }
@@ -89,19 +111,23 @@ export class Runner {
     fs.writeFileSync(path.join(this.mine, OWNER_FILE), `${procStart(process.pid) ?? ''}\n`);
     this.housekeeping();
     this.watch(this.spool.dir);
+    // a spooler process appearing (its running/<pid>/): one running alone must hand over
+    this.watch(this.spool.running, () => { if (this.currentFd !== null) this.poke(); });
     this.signal.addEventListener('abort', () => this.poke(), { once: true });
+    let mode: Mode = 'claim';
     try {
       for (;;) {
         if (this.signal.aborted) return 'stopped';
         const now = Date.now();
-        if (now - this.lastRecover > 1000) { this.recover(false); this.spool.countFree(); }
+        if (now - this.lastRecover > (mode === 'wait' ? 5 * WAIT_MS : 1000)) { this.recover(false); this.spool.countFree(); }
         const t0 = performance.now();
         this.dirty = false;
-        if (this.claimedNames.size > 10_000) this.claimedNames.clear();
-        const list = this.spool.listQueued(now, (d) => this.watch(d));
+        if (this.takenNames.size > 10_000) this.takenNames.clear();
+        mode = this.mode();
+        const list = mode === 'wait' ? [] : this.spool.listQueued(now, (d) => this.watch(d));
         this.metaIds = this.spool.metaIds();
         const scanMs = performance.now() - t0;
-        let nextAt = Infinity;
+        let nextAt = mode === 'wait' ? Date.now() + WAIT_MS : Infinity;
         let ran = 0;
         const batchStart = performance.now();
         for (const t of list) {
@@ -112,10 +138,14 @@ export class Runner {
             if (skip > Date.now()) { nextAt = Math.min(nextAt, skip); continue; }
             this.skipUntil.delete(t.id);
           }
-          const claimed = path.join(this.mine, t.id);
-          try { fs.renameSync(t.file, claimed); } catch { continue; } // another process took it
-          this.claimedNames.add(t.id);
-          await this.execute(t, claimed);
+          if (mode === 'alone' && performance.now() - this.modeAt > ALONE_CHECK_MS && (mode = this.mode()) === 'wait') break;
+          let file = t.file;
+          if (mode === 'claim') {
+            file = path.join(this.mine, t.id);
+            try { fs.renameSync(t.file, file); } catch { continue; } // another process took it
+          }
+          this.takenNames.add(t.id);
+          await this.execute(t, file);
           ran++;
           if (this.opts.maxTasks > 0 && this.done + this.failed + this.retried >= this.opts.maxTasks) {
             this.log.info(`maximum number of tasks reached (${this.opts.maxTasks}) recycling ...`);
@@ -125,6 +155,7 @@ export class Runner {
           if (this.dirty && performance.now() - batchStart > Math.max(100, 10 * scanMs)) break;
         }
         if (ran > 0 || this.dirty) continue;
+        this.clearCurrent();
         // idle: sleep until a new file, the next scheduled task, the scan interval or the stop signal
         const wait = Math.max(0, Math.min(this.opts.frequencyMs, nextAt - Date.now()));
         await new Promise<void>((resolve) => {
@@ -135,8 +166,66 @@ export class Runner {
     } finally {
       for (const w of this.watchers.values()) w.close();
       this.watchers.clear();
+      this.leaveAlone();
       try { fs.rmSync(path.join(this.mine, OWNER_FILE), { force: true }); fs.rmdirSync(this.mine); } catch { /* a task is still in it: recovered later */ }
     }
+  }
+
+  /** Decide how to take the tasks of the next scan. A process is alone when running/ holds no other
+   *  process's directory; it then runs each task in place, naming it in running/<pid>/.current. The
+   *  handshake that keeps two processes from running one task:
+   *   * every process creates running/<pid>/ before it first decides, and keeps it while it lives (a dead
+   *     one's is removed only by recover(), after its tasks were put back);
+   *   * to become alone, a process creates .current, then lists running/ again: another process there
+   *     means it is not alone (it removes .current). So of two processes starting together at least one
+   *     sees the other: the later lister sees the earlier's directory;
+   *   * a process that is not alone takes no task while another's .current exists ('wait'): that process
+   *     may be running tasks in place; it sees the newcomer's directory at its next check (between tasks,
+   *     at least every ALONE_CHECK_MS, and at once when idle through the watch on running/), removes its
+   *     .current and claims tasks by rename from then on, like everyone else;
+   *   * a process dead while alone leaves .current naming the task it was running: recover() claims that
+   *     task and counts the interrupted run, then removes the directory.
+   *  Directories of dead processes count as others until recovered: that costs speed, never safety. */
+  private mode(): Mode {
+    this.modeAt = performance.now();
+    let others = this.others();
+    if (others.length === 0 && this.currentFd === null) {
+      try { this.currentFd = fs.openSync(this.currentFile, 'w', 0o600); } catch { return 'claim'; }
+      others = this.others();
+    }
+    if (others.length === 0) return 'alone';
+    this.leaveAlone();
+    for (const o of others) if (fs.existsSync(path.join(this.spool.running, o, CURRENT_FILE))) return 'wait';
+    return 'claim';
+  }
+
+  /** the directories of the other spooler processes in running/ (live, or dead and not yet recovered) */
+  private others(): string[] {
+    let names: string[];
+    try { names = fs.readdirSync(this.spool.running); } catch { return ['?']; } // unknown: not alone
+    return names.filter((n) => n !== this.pidName && /^\d+$/.test(n));
+  }
+
+  private leaveAlone(): void {
+    if (this.currentFd === null) return;
+    try { fs.closeSync(this.currentFd); } catch { /* closed */ }
+    this.currentFd = null;
+    this.named = false;
+    try { fs.unlinkSync(this.currentFile); } catch { /* gone */ }
+  }
+
+  /** Name the task about to run in place (`rel`: its path relative to DIR): one pwrite. */
+  private nameCurrent(rel: string): void {
+    fs.writeSync(this.currentFd!, `${rel}\n`, 0);
+    this.named = true;
+  }
+
+  /** .current names no task: between tasks that stay in the queue, and when idle (the master's harakiri
+   *  times a named task by the file's mtime). */
+  private clearCurrent(): void {
+    if (!this.named || this.currentFd === null) return;
+    fs.writeSync(this.currentFd, '\n', 0);
+    this.named = false;
   }
 
   /** Remove what crashes leave behind: temp files of writes that never completed (never acknowledged,
@@ -152,7 +241,7 @@ export class Runner {
     try {
       const metas = fs.readdirSync(this.spool.meta).filter((n) => n.endsWith('.json'));
       if (!metas.length) return;
-      const live = new Set([...this.spool.listQueued(now), ...this.spool.listRunning(), ...this.spool.listFailed()].map((t) => t.id));
+      const live = new Set(this.spool.listAll().map((t) => t.id));
       for (const n of metas) {
         const f = path.join(this.spool.meta, n);
         try { if (!live.has(n.slice(0, -5)) && now - fs.statSync(f).mtimeMs > 60_000) fs.unlinkSync(f); } catch { /* gone */ }
@@ -160,7 +249,8 @@ export class Runner {
     } catch { /* no meta dir */ }
   }
 
-  /** Move tasks left in running/<pid> by dead processes back into the queue (each run counts as an attempt). */
+  /** Put the tasks dead processes were running back into the queue (each run counts as an attempt):
+   *  those claimed into their running/<pid>/, and those named by their .current (run in place). */
   recover(startup: boolean): void {
     this.lastRecover = Date.now();
     // first the journal: after a machine restart it puts back the files of acknowledged tasks
@@ -174,9 +264,10 @@ export class Runner {
       const own = pid === process.pid;
       const d = path.join(this.spool.running, o);
       if (own ? !startup : ownerAlive(d, pid)) continue;
-      let names: string[];
-      try { names = fs.readdirSync(d).filter(isTaskName); } catch { continue; }
-      for (const n of names) {
+      let all: string[];
+      try { all = fs.readdirSync(d); } catch { continue; }
+      for (const n of all) if (n.startsWith(CURRENT_FILE)) this.recoverCurrent(path.join(d, n), pid);
+      for (const n of all.filter(isTaskName)) {
         const claimed = path.join(this.mine, n);
         if (!own) { try { fs.renameSync(path.join(d, n), claimed); } catch { continue; } }
         this.log.warn({ task: n, pid }, `task ${n} was interrupted (spooler process ${pid} stopped while running it): running it again`);
@@ -184,6 +275,20 @@ export class Runner {
       }
       if (!own) { try { fs.rmSync(path.join(d, OWNER_FILE), { force: true }); fs.rmdirSync(d); } catch { /* another process is recovering it too */ } }
     }
+  }
+
+  /** A .current file (or one a recovering process took and did not finish with) of the dead process
+   *  `pid`: take it (one process wins), then claim the task it names, if still queued, as interrupted. */
+  private recoverCurrent(file: string, pid: number): void {
+    const taken = path.join(this.mine, `${CURRENT_FILE}-of-${pid}`);
+    try { fs.renameSync(file, taken); } catch { return; } // another process is recovering it
+    const cur = readCurrent(taken);
+    try { fs.unlinkSync(taken); } catch { /* gone */ }
+    if (!cur) return;
+    const claimed = path.join(this.mine, cur.id);
+    try { fs.renameSync(path.join(this.spool.dir, cur.rel), claimed); } catch { return; } // it completed (or was removed)
+    this.log.warn({ task: cur.id, pid }, `task ${cur.id} was interrupted (spooler process ${pid} stopped while running it): running it again`);
+    this.interrupted(cur.id, claimed, pid);
   }
 
   private interrupted(id: string, claimed: string, pid: number): void {
@@ -226,16 +331,22 @@ export class Runner {
     const q = this.spool.queueDir(prio !== undefined && /^\d{1,10}$/.test(prio) ? prio : null);
     try {
       fs.utimesSync(claimed, next / 1000, next / 1000);
-      try { fs.mkdirSync(q, { mode: 0o750 }); } catch { /* exists */ }
-      fs.renameSync(claimed, path.join(q, id));
+      const dest = path.join(q, id);
+      if (dest !== claimed) { // else run in place: it stays
+        try { fs.mkdirSync(q, { mode: 0o750 }); } catch { /* exists */ }
+        fs.renameSync(claimed, dest);
+      }
     } catch (e) {
       this.log.error({ task: id }, `cannot requeue task ${id}: ${(e as Error).message}; it stays in ${claimed} and is recovered after a restart`);
     }
     this.retried++;
   }
 
+  /** Run a task from `claimed`: its file in running/<pid>/, or where it lies in the queue (t.file) when
+   *  this process is alone. */
   private async execute(t: TaskEntry, claimed: string): Promise<void> {
     const id = t.id;
+    const inPlace = claimed === t.file;
     let buf: Buffer;
     let nlink: number;
     try {
@@ -257,7 +368,7 @@ export class Runner {
     } catch (e) {
       // a file someone else (e.g. uWSGI) is still writing: give it a few seconds before calling it corrupt
       if (e instanceof CorruptSpoolFile && Math.abs(Date.now() - t.runAt) < 3000) {
-        try { fs.renameSync(claimed, t.file); this.skipUntil.set(id, Date.now() + 3000); return; } catch { /* fall through */ }
+        try { if (!inPlace) fs.renameSync(claimed, t.file); this.skipUntil.set(id, Date.now() + 3000); return; } catch { /* fall through */ }
       }
       this.moveCorrupt(id, claimed, e as Error);
       return;
@@ -268,6 +379,7 @@ export class Runner {
     const attempt = (meta?.attempts ?? 0) + 1;
     const entry = this.lookup(name);
     this.current = id;
+    if (inPlace) this.nameCurrent(t.rel ?? path.relative(this.spool.dir, t.file));
     this.onChange();
     const started = performance.now();
     let outcome: 'ok' | 'retry' | 'forever';
@@ -317,13 +429,15 @@ export class Runner {
       if (this.debug) this.log.debug({ task: id, fn: name, seconds: Number(secs) }, `done with task ${id} after ${secs} seconds`);
     } else if (outcome === 'forever') {
       // @spoolforever: run again at the next scan
+      this.clearCurrent();
       if (meta) this.spool.removeMeta(id);
       const next = Date.now() + this.opts.frequencyMs;
-      try { fs.utimesSync(claimed, next / 1000, next / 1000); fs.renameSync(claimed, t.file); } catch { /* gone */ }
+      try { fs.utimesSync(claimed, next / 1000, next / 1000); if (!inPlace) fs.renameSync(claimed, t.file); } catch { /* gone */ }
       this.done++;
     } else {
       const m: Meta = { ...(meta ?? { attempts: 0 }), attempts: attempt, lastError: error, lastAttemptAt: Date.now() };
       const delay = this.backoff(attempt);
+      this.clearCurrent();
       if (attempt <= this.opts.maxRetries) this.log.warn({ task: id, fn: name, attempt, error, ...(thrown ? { err: thrown } : {}) }, `task ${id} (${name || '?'}) failed (attempt ${attempt} of ${this.opts.maxRetries + 1}): ${error}; retrying in ${(delay / 1000).toFixed(1)} s`);
       this.settle(id, claimed, p, m, delay);
     }
