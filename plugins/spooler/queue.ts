@@ -30,8 +30,9 @@ export interface TaskEntry {
   id: string;
   state: TaskState;
   file: string;
-  /** the file's path relative to DIR (queued tasks) */
+  /** the file's path relative to DIR, and its number of links (queued tasks) */
   rel?: string;
+  nlink?: number;
   priority: number | null;
   /** when it may run (ms since epoch) */
   runAt: number;
@@ -405,7 +406,7 @@ export class SpoolDir {
         let st: fs.Stats;
         try { st = fs.statSync(file); } catch { continue; }
         if (!st.isFile()) continue;
-        part.push({ id: n, state: st.mtimeMs > now ? 'scheduled' : 'queued', file, rel: sub === null ? n : `${sub}/${n}`, priority: prio, runAt: st.mtimeMs });
+        part.push({ id: n, state: st.mtimeMs > now ? 'scheduled' : 'queued', file, rel: sub === null ? n : `${sub}/${n}`, nlink: st.nlink, priority: prio, runAt: st.mtimeMs });
       }
       part.sort((a, b) => a.runAt - b.runAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       for (const t of part) out.push(t);

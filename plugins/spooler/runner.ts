@@ -27,6 +27,49 @@ export interface RunnerOptions {
 
 export interface RunnerReport { done: number; failed: number; retried: number; running: string | null }
 
+/** The context a task function receives; its logger is made on first use (most tasks never log). */
+class Context implements TaskContext {
+  #log: Logger | null = null;
+  readonly #parent: Logger;
+  constructor(
+    readonly id: string, readonly name: string, readonly attempt: number, readonly dir: string,
+    readonly priority: number | null, readonly at: number | null, readonly signal: AbortSignal, parent: Logger,
+  ) { this.#parent = parent; }
+  get log(): Logger { return (this.#log ??= this.#parent.child({ task: this.id })); }
+}
+
+/** A task whose function is running: what its outcome needs. */
+interface Run {
+  t: TaskEntry;
+  /** where its file is: in running/<pid>/, or in the queue (inPlace) */
+  file: string;
+  inPlace: boolean;
+  p: Packet;
+  name: string;
+  kind: TaskKind;
+  meta: Meta | null;
+  attempt: number;
+  started: number;
+}
+
+const RET_SPOOL = String(SPOOL_OK);
+const RET_FOREVER = String(SPOOL_RETRY);
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as PromiseLike<unknown>).then === 'function';
+}
+
+/** What a task function's return value means: null when it succeeded, else why it is retried. */
+function judge(kind: TaskKind, r: unknown): string | null {
+  if (kind === 'raw') {
+    if (r === SPOOL_OK) return null;
+    return r === SPOOL_RETRY ? 'returned SPOOL_RETRY' : r === SPOOL_IGNORE ? 'returned SPOOL_IGNORE (not handled)' : `returned ${typeof r === 'number' ? r : typeof r} instead of SPOOL_OK`;
+  }
+  if (r === SPOOL_RETRY) return 'returned SPOOL_RETRY';
+  if (r === SPOOL_IGNORE && kind === 'spool') return 'returned SPOOL_IGNORE (not handled)';
+  return null;
+}
+
 /** How a spooler process takes the tasks of a scan (see Runner.mode):
  *  'alone': it is the only spooler process on the directory: it runs each task where it lies;
  *  'claim': others share the directory: it claims each task by renaming it into running/<pid>/;
@@ -68,6 +111,8 @@ export class Runner {
    *  bookkeeping is always written before the task is put back in the queue) */
   private metaIds = new Set<string>();
   private readonly debug: boolean;
+  /** task files are read into this (see read()) */
+  private readonly readBuf = Buffer.allocUnsafeSlow(64 * 1024);
 
   constructor(
     private readonly spool: SpoolDir,
@@ -145,7 +190,8 @@ export class Runner {
             try { fs.renameSync(t.file, file); } catch { continue; } // another process took it
           }
           this.takenNames.add(t.id);
-          await this.execute(t, file);
+          const pending = this.execute(t, file);
+          if (pending) await pending;
           ran++;
           if (this.opts.maxTasks > 0 && this.done + this.failed + this.retried >= this.opts.maxTasks) {
             this.log.info(`maximum number of tasks reached (${this.opts.maxTasks}) recycling ...`);
@@ -342,104 +388,109 @@ export class Runner {
     this.retried++;
   }
 
-  /** Run a task from `claimed`: its file in running/<pid>/, or where it lies in the queue (t.file) when
-   *  this process is alone. */
-  private async execute(t: TaskEntry, claimed: string): Promise<void> {
+  /** Run a task from `file`: its file in running/<pid>/, or where it lies in the queue (t.file) when this
+   *  process is alone. Returns a promise only when the task function returned one (a synchronous task
+   *  completes before execute returns). */
+  private execute(t: TaskEntry, file: string): Promise<void> | undefined {
+    const buf = this.read(file);
+    if (buf === null) return; // gone: removed by hand
     const id = t.id;
-    const inPlace = claimed === t.file;
-    let buf: Buffer;
-    let nlink: number;
-    try {
-      const fd = fs.openSync(claimed, 'r');
-      try {
-        const st = fs.fstatSync(fd);
-        nlink = st.nlink;
-        buf = Buffer.allocUnsafe(st.size);
-        let o = 0;
-        for (let n; o < buf.length && (n = fs.readSync(fd, buf, o, buf.length - o, o)) > 0;) o += n;
-        if (o < buf.length) buf = buf.subarray(0, o);
-      } finally { fs.closeSync(fd); }
-    } catch { return; }
     let p: Packet;
     let args: Record<string, unknown>;
     try {
       p = decodePacket(buf);
+      if (p.body && buf.buffer === this.readBuf.buffer) p.body = Buffer.from(p.body); // the buffer is reused
       args = varsToArgs(p, id);
     } catch (e) {
-      // a file someone else (e.g. uWSGI) is still writing: give it a few seconds before calling it corrupt
-      if (e instanceof CorruptSpoolFile && Math.abs(Date.now() - t.runAt) < 3000) {
-        try { if (!inPlace) fs.renameSync(claimed, t.file); this.skipUntil.set(id, Date.now() + 3000); return; } catch { /* fall through */ }
-      }
-      this.moveCorrupt(id, claimed, e as Error);
+      this.unreadable(t, file, e as Error);
       return;
     }
     const name = p.vars.get('ud_spool_func') ?? '';
-    const retVar = p.vars.get('ud_spool_ret');
     const meta = this.metaIds.has(id) ? this.spool.readMeta(id) : null;
-    const attempt = (meta?.attempts ?? 0) + 1;
+    const run: Run = { t, file, inPlace: file === t.file, p, name, kind: 'spool', meta, attempt: (meta?.attempts ?? 0) + 1, started: performance.now() };
     const entry = this.lookup(name);
     this.current = id;
-    if (inPlace) this.nameCurrent(t.rel ?? path.relative(this.spool.dir, t.file));
+    if (run.inPlace) this.nameCurrent(t.rel ?? path.relative(this.spool.dir, t.file));
     this.onChange();
-    const started = performance.now();
-    let outcome: 'ok' | 'retry' | 'forever';
-    let error = '';
-    let thrown: Error | undefined;
-    try {
-      if (!entry) {
-        outcome = 'retry';
-        error = name
-          ? `unable to find the spooler function \`${name}\`: load its module into the spooler process with --import FILE or --spooler-import FILE`
-          : 'the task names no function (no ud_spool_func var): it was not written by spool()';
-      } else {
-        const kind: TaskKind = retVar === String(SPOOL_OK) ? 'spool' : retVar === String(SPOOL_RETRY) ? 'forever' : retVar === undefined ? (entry.kind === 'raw' ? 'raw' : entry.kind) : 'raw';
-        const at = p.vars.get('at');
-        const prio = p.vars.get('priority');
-        const log = this.log;
-        let child: Logger | null = null;
-        const ctx: TaskContext = {
-          id, name, attempt, dir: this.spool.dir, priority: prio !== undefined ? Number(prio) : null, at: at !== undefined ? Number(at) : null, signal: this.signal,
-          get log() { return (child ??= log.child({ task: id })); }, // made on first use: most tasks never log
-        };
-        let r: unknown;
-        try {
-          r = await entry.fn(args, ctx);
-        } catch (e) {
-          const err = e instanceof Error ? e : new Error(String(e));
-          error = `${err.name === 'Error' ? '' : err.name + ': '}${err.message || 'threw without a message'}`;
-          thrown = err;
-        }
-        if (error) outcome = 'retry';
-        else if (kind === 'raw') {
-          if (r === SPOOL_OK) outcome = 'ok';
-          else { outcome = 'retry'; error = r === SPOOL_RETRY ? 'returned SPOOL_RETRY' : r === SPOOL_IGNORE ? 'returned SPOOL_IGNORE (not handled)' : `returned ${typeof r === 'number' ? r : typeof r} instead of SPOOL_OK`; }
-        } else if (r === SPOOL_RETRY) { outcome = 'retry'; error = 'returned SPOOL_RETRY'; }
-        else if (r === SPOOL_IGNORE && kind === 'spool') { outcome = 'retry'; error = 'returned SPOOL_IGNORE (not handled)'; }
-        else outcome = kind === 'forever' ? 'forever' : 'ok';
-      }
-    } finally {
-      this.current = null;
+    if (!entry) {
+      this.finish(run, name
+        ? `unable to find the spooler function \`${name}\`: load its module into the spooler process with --import FILE or --spooler-import FILE`
+        : 'the task names no function (no ud_spool_func var): it was not written by spool()');
+      return;
     }
-    const secs = ((performance.now() - started) / 1000).toFixed(3);
-    if (outcome === 'ok') {
+    const ret = p.vars.get('ud_spool_ret');
+    run.kind = ret === RET_SPOOL ? 'spool' : ret === RET_FOREVER ? 'forever' : ret === undefined ? entry.kind : 'raw';
+    const at = p.vars.get('at');
+    const prio = p.vars.get('priority');
+    const ctx = new Context(id, name, run.attempt, this.spool.dir, prio !== undefined ? Number(prio) : null, at !== undefined ? Number(at) : null, this.signal, this.log);
+    let r: unknown;
+    try {
+      r = entry.fn(args, ctx);
+    } catch (e) {
+      this.threw(run, e);
+      return;
+    }
+    if (isThenable(r)) return Promise.resolve(r).then((v) => this.finish(run, judge(run.kind, v)), (e: unknown) => this.threw(run, e));
+    this.finish(run, judge(run.kind, r));
+  }
+
+  /** The bytes of a task file, or null when it is gone: one read into a buffer kept for the purpose
+   *  (most task files are small; a larger one is read whole into its own). */
+  private read(file: string): Buffer | null {
+    let fd: number;
+    try { fd = fs.openSync(file, fs.constants.O_RDONLY); } catch { return null; }
+    try {
+      const n = fs.readSync(fd, this.readBuf, 0, this.readBuf.length, 0);
+      return n < this.readBuf.length ? this.readBuf.subarray(0, n) : fs.readFileSync(fd);
+    } catch {
+      return null;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** A file that is no uwsgi spool packet: moved to corrupt/, unless it may still be being written. */
+  private unreadable(t: TaskEntry, file: string, e: Error): void {
+    // a file someone else (e.g. uWSGI) is still writing: give it a few seconds before calling it corrupt
+    if (e instanceof CorruptSpoolFile && Math.abs(Date.now() - t.runAt) < 3000) {
+      try { if (file !== t.file) fs.renameSync(file, t.file); this.skipUntil.set(t.id, Date.now() + 3000); return; } catch { /* fall through */ }
+    }
+    this.moveCorrupt(t.id, file, e);
+  }
+
+  private threw(run: Run, e: unknown): void {
+    const err = e instanceof Error ? e : new Error(String(e));
+    this.finish(run, `${err.name === 'Error' ? '' : err.name + ': '}${err.message || 'threw without a message'}`, err);
+  }
+
+  /** After the task function: `error` null when it succeeded, else why it is retried. */
+  private finish(run: Run, error: string | null, thrown?: Error): void {
+    this.current = null;
+    const { t, file, name, meta } = run;
+    const id = t.id;
+    if (error === null && run.kind !== 'forever') {
       // completed: out of the queue for good (its file is reused by a later enqueue, or deleted)
-      this.spool.recycle(claimed, nlink, FREE_KEEP);
+      this.spool.recycle(file, t.nlink ?? 0, FREE_KEEP);
       if (meta) this.spool.removeMeta(id);
       this.done++;
-      if (this.debug) this.log.debug({ task: id, fn: name, seconds: Number(secs) }, `done with task ${id} after ${secs} seconds`);
-    } else if (outcome === 'forever') {
+      if (this.debug) {
+        const secs = ((performance.now() - run.started) / 1000).toFixed(3);
+        this.log.debug({ task: id, fn: name, seconds: Number(secs) }, `done with task ${id} after ${secs} seconds`);
+      }
+    } else if (error === null) {
       // @spoolforever: run again at the next scan
       this.clearCurrent();
       if (meta) this.spool.removeMeta(id);
       const next = Date.now() + this.opts.frequencyMs;
-      try { fs.utimesSync(claimed, next / 1000, next / 1000); if (!inPlace) fs.renameSync(claimed, t.file); } catch { /* gone */ }
+      try { fs.utimesSync(file, next / 1000, next / 1000); if (!run.inPlace) fs.renameSync(file, t.file); } catch { /* gone */ }
       this.done++;
     } else {
+      const attempt = run.attempt;
       const m: Meta = { ...(meta ?? { attempts: 0 }), attempts: attempt, lastError: error, lastAttemptAt: Date.now() };
       const delay = this.backoff(attempt);
       this.clearCurrent();
       if (attempt <= this.opts.maxRetries) this.log.warn({ task: id, fn: name, attempt, error, ...(thrown ? { err: thrown } : {}) }, `task ${id} (${name || '?'}) failed (attempt ${attempt} of ${this.opts.maxRetries + 1}): ${error}; retrying in ${(delay / 1000).toFixed(1)} s`);
-      this.settle(id, claimed, p, m, delay);
+      this.settle(id, file, run.p, m, delay);
     }
     this.onChange();
   }
