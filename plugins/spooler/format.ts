@@ -143,7 +143,7 @@ export function newTaskId(): string {
   return `${PREFIX}${HOST}_${process.pid}_${++counter}_${crypto.randomInt(0, 2 ** 31 - 1)}_${Math.floor(now / 1000)}_${String(us).padStart(6, '0')}`;
 }
 
-/** Is this a name the spooler picks up (and a safe single path component)? */
+/** Is this a name the spooler picks up (a safe single path component, and a line of running/<pid>/.current)? */
 export function isTaskName(name: string): boolean {
-  return name.startsWith(PREFIX) && !name.includes('/') && !name.includes('\0') && name !== '.' && name !== '..';
+  return name.startsWith(PREFIX) && !name.includes('/') && !name.includes('\0') && !name.includes('\n') && name !== '.' && name !== '..';
 }

@@ -39,6 +39,9 @@ export interface TaskEntry {
   /** the spooler process running it, and its directory running/<pid>/ */
   pid?: number;
   owner?: string;
+  /** running where it lies in the queue, by a process alone on the directory; runAt is then only when
+   *  .current last changed (before the task started; the same while it runs) */
+  inPlace?: boolean;
 }
 
 /** writes up to this size are made synchronously (a page-cache copy); larger bodies go to the thread pool */
@@ -436,8 +439,8 @@ export class SpoolDir {
     return owners.filter((o) => /^\d+$/.test(o)).flatMap((o) => this.runningIn(Number(o)));
   }
 
-  /** The task(s) the spooler process `pid` runs (runAt: since when): those claimed into its directory
-   *  (their ctime: the claim), and the one its .current names (the file's mtime: when it was named). */
+  /** The task(s) the spooler process `pid` runs: those claimed into its directory (runAt: their ctime,
+   *  the claim), and the one it runs in place (see runningInPlace and `inPlace`). */
   runningIn(pid: number): TaskEntry[] {
     const out: TaskEntry[] = [];
     const owner = path.join(this.running, String(pid));
@@ -446,12 +449,11 @@ export class SpoolDir {
     for (const n of names) {
       let entry: TaskEntry;
       if (n === CURRENT_FILE) {
-        const cur = readCurrent(path.join(owner, n));
+        const marker = path.join(owner, n);
+        const cur = runningInPlace(this.dir, marker);
         if (!cur) continue;
-        const file = path.join(this.dir, cur.rel);
         try {
-          if (!fs.statSync(file).isFile()) continue; // else completed since
-          entry = { id: cur.id, state: 'running', file, priority: cur.prio === null ? null : Number(cur.prio), runAt: fs.statSync(path.join(owner, n)).mtimeMs };
+          entry = { id: cur.id, state: 'running', file: path.join(this.dir, cur.rel), priority: cur.prio === null ? null : Number(cur.prio), runAt: fs.statSync(marker).mtimeMs, inPlace: true };
         } catch { continue; }
       } else {
         if (!isTaskName(n)) continue;
@@ -517,18 +519,34 @@ export function procStart(pid: number): string | null {
 export const OWNER_FILE = '.owner';
 
 /** The file in running/<pid>/ that marks <pid> as the only spooler process on the directory, running each
- *  task where it lies in the queue; its first line names the task running now (its path relative to DIR),
- *  and is empty between tasks. Written with one pwrite per task. */
+ *  task where it lies in the queue. It names the tasks about to run, in order (their paths relative to DIR,
+ *  one a line, an empty line ends the list): the first of them still in the queue is the one running (or
+ *  the next to run). See Runner.name. */
 export const CURRENT_FILE = '.current';
 
-/** The task a `.current` file names: its path relative to DIR, id and priority directory; null when it
- *  names none (or cannot be read, or names something that is not a queued task's place). */
-export function readCurrent(file: string): { rel: string; id: string; prio: string | null } | null {
+export interface NamedTask { rel: string; id: string; prio: string | null }
+
+/** The tasks a `.current` file names, in order (none when it cannot be read; a line that is not a queued
+ *  task's place ends the list). */
+export function readCurrent(file: string): NamedTask[] {
   let text: string;
-  try { text = fs.readFileSync(file, 'utf8'); } catch { return null; }
-  const m = /^(?:(\d{1,10})\/)?([^/\n]+)\n/.exec(text);
-  if (!m || !isTaskName(m[2]!)) return null;
-  return { rel: m[1] === undefined ? m[2]! : `${m[1]}/${m[2]}`, id: m[2]!, prio: m[1] ?? null };
+  try { text = fs.readFileSync(file, 'utf8'); } catch { return []; }
+  const out: NamedTask[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^(?:(\d{1,10})\/)?([^/]+)$/.exec(line);
+    if (!m || !isTaskName(m[2]!)) break;
+    out.push({ rel: line, id: m[2]!, prio: m[1] ?? null });
+  }
+  return out;
+}
+
+/** The task a process alone on the directory is running (or about to run): the first its `.current` names
+ *  that is still in the queue; null when none is. */
+export function runningInPlace(dir: string, currentFile: string): NamedTask | null {
+  for (const t of readCurrent(currentFile)) {
+    try { if (fs.statSync(path.join(dir, t.rel)).isFile()) return t; } catch { /* completed */ }
+  }
+  return null;
 }
 
 /** Is the process that owns running/<pid>/ still alive? A reused pid (another start time) is not. */

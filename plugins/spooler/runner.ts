@@ -81,6 +81,9 @@ const MAX_BACKOFF = 3600_000;
 const ALONE_CHECK_MS = 100;
 /** how often a waiting process looks again (ms) */
 const WAIT_MS = 20;
+/** .current names the next tasks to run in place, up to this many (and NAMED_BYTES of names) at a time */
+const NAMED_MAX = 32;
+const NAMED_BYTES = 3500;
 /** completed task files kept in free/ for writers to reuse (see SpoolDir.enqueue) */
 const FREE_KEEP = 1024;
 
@@ -90,8 +93,9 @@ export class Runner {
   /** running/<pid>/.current, open while this process runs tasks alone (in place) */
   private readonly currentFile: string;
   private currentFd: number | null = null;
-  /** does .current name a task (one that may not have completed)? */
-  private named = false;
+  /** the tasks .current names, in the order they run, and the index of the one running (or next) */
+  private named: TaskEntry[] = [];
+  private namedPos = 0;
   /** when the mode was last decided (performance.now()) */
   private modeAt = 0;
   done = 0;
@@ -175,7 +179,8 @@ export class Runner {
         let nextAt = mode === 'wait' ? Date.now() + WAIT_MS : Infinity;
         let ran = 0;
         const batchStart = performance.now();
-        for (const t of list) {
+        for (let i = 0; i < list.length; i++) {
+          const t = list[i]!;
           if (this.signal.aborted) return 'stopped';
           if (t.state === 'scheduled') { nextAt = Math.min(nextAt, t.runAt); continue; }
           const skip = this.skipUntil.get(t.id);
@@ -189,9 +194,11 @@ export class Runner {
             file = path.join(this.mine, t.id);
             try { fs.renameSync(t.file, file); } catch { continue; } // another process took it
           }
+          else if (this.named[this.namedPos] !== t) this.name(list, i);
           this.takenNames.add(t.id);
           const pending = this.execute(t, file);
           if (pending) await pending;
+          this.namedPos++;
           ran++;
           if (this.opts.maxTasks > 0 && this.done + this.failed + this.retried >= this.opts.maxTasks) {
             this.log.info(`maximum number of tasks reached (${this.opts.maxTasks}) recycling ...`);
@@ -200,8 +207,8 @@ export class Runner {
           // a new task arrived: rescan (for its priority) when this batch has run long enough
           if (this.dirty && performance.now() - batchStart > Math.max(100, 10 * scanMs)) break;
         }
+        this.unname();
         if (ran > 0 || this.dirty) continue;
-        this.clearCurrent();
         // idle: sleep until a new file, the next scheduled task, the scan interval or the stop signal
         const wait = Math.max(0, Math.min(this.opts.frequencyMs, nextAt - Date.now()));
         await new Promise<void>((resolve) => {
@@ -256,22 +263,44 @@ export class Runner {
     if (this.currentFd === null) return;
     try { fs.closeSync(this.currentFd); } catch { /* closed */ }
     this.currentFd = null;
-    this.named = false;
+    this.named = [];
     try { fs.unlinkSync(this.currentFile); } catch { /* gone */ }
   }
 
-  /** Name the task about to run in place (`rel`: its path relative to DIR): one pwrite. */
-  private nameCurrent(rel: string): void {
-    fs.writeSync(this.currentFd!, `${rel}\n`, 0);
-    this.named = true;
+  /** Name in .current the tasks about to run in place, `t` first, then those after it in `list` that
+   *  the loop will run (queued, not set aside): one pwrite for up to NAMED_MAX tasks. The loop runs them
+   *  in this order, and each either leaves the queue (completed, failed/, corrupt/) or is dropped from
+   *  the names (unname) before the next runs: so the first named task still in the queue is the one
+   *  running, or the next to run (see recoverCurrent). */
+  private name(list: TaskEntry[], from: number): void {
+    const now = Date.now();
+    const named = [list[from]!];
+    let bytes = 0;
+    for (let i = from + 1; i < list.length && named.length < NAMED_MAX && bytes < NAMED_BYTES; i++) {
+      const n = list[i]!;
+      if (n.state !== 'queued' || (this.skipUntil.get(n.id) ?? 0) > now) continue;
+      named.push(n);
+      bytes += n.id.length + 12;
+    }
+    this.writeNames(named);
   }
 
-  /** .current names no task: between tasks that stay in the queue, and when idle (the master's harakiri
-   *  times a named task by the file's mtime). */
-  private clearCurrent(): void {
-    if (!this.named || this.currentFd === null) return;
-    fs.writeSync(this.currentFd, '\n', 0);
-    this.named = false;
+  /** .current names no task any more (between scans), or no longer the one running now (it stays in
+   *  the queue: retried, forever, set aside), only those after it. */
+  private unname(id?: string): void {
+    if (this.currentFd === null || this.named.length === 0) return;
+    if (id === undefined) { this.writeNames([]); return; }
+    if (this.named[this.namedPos]?.id !== id) return;
+    this.writeNames(this.named.slice(this.namedPos + 1));
+    this.namedPos = -1; // the loop moves on to [0]
+  }
+
+  private writeNames(named: TaskEntry[]): void {
+    let text = '';
+    for (const n of named) text += `${n.rel ?? path.relative(this.spool.dir, n.file)}\n`;
+    fs.writeSync(this.currentFd!, `${text}\n`, 0); // an empty line ends the list (older, longer contents may follow)
+    this.named = named;
+    this.namedPos = 0;
   }
 
   /** Remove what crashes leave behind: temp files of writes that never completed (never acknowledged,
@@ -324,17 +353,21 @@ export class Runner {
   }
 
   /** A .current file (or one a recovering process took and did not finish with) of the dead process
-   *  `pid`: take it (one process wins), then claim the task it names, if still queued, as interrupted. */
+   *  `pid`: take it (one process wins), then claim the task that was running, if still queued, and count
+   *  the interrupted run. */
   private recoverCurrent(file: string, pid: number): void {
     const taken = path.join(this.mine, `${CURRENT_FILE}-of-${pid}`);
     try { fs.renameSync(file, taken); } catch { return; } // another process is recovering it
-    const cur = readCurrent(taken);
+    const named = readCurrent(taken);
     try { fs.unlinkSync(taken); } catch { /* gone */ }
-    if (!cur) return;
-    const claimed = path.join(this.mine, cur.id);
-    try { fs.renameSync(path.join(this.spool.dir, cur.rel), claimed); } catch { return; } // it completed (or was removed)
-    this.log.warn({ task: cur.id, pid }, `task ${cur.id} was interrupted (spooler process ${pid} stopped while running it): running it again`);
-    this.interrupted(cur.id, claimed, pid);
+    // the first named task still in the queue was running (those before it completed; see name())
+    for (const cur of named) {
+      const claimed = path.join(this.mine, cur.id);
+      try { fs.renameSync(path.join(this.spool.dir, cur.rel), claimed); } catch { continue; } // completed (or removed)
+      this.log.warn({ task: cur.id, pid }, `task ${cur.id} was interrupted (spooler process ${pid} stopped while running it): running it again`);
+      this.interrupted(cur.id, claimed, pid);
+      return;
+    }
   }
 
   private interrupted(id: string, claimed: string, pid: number): void {
@@ -410,7 +443,6 @@ export class Runner {
     const run: Run = { t, file, inPlace: file === t.file, p, name, kind: 'spool', meta, attempt: (meta?.attempts ?? 0) + 1, started: performance.now() };
     const entry = this.lookup(name);
     this.current = id;
-    if (run.inPlace) this.nameCurrent(t.rel ?? path.relative(this.spool.dir, t.file));
     this.onChange();
     if (!entry) {
       this.finish(run, name
@@ -453,7 +485,12 @@ export class Runner {
   private unreadable(t: TaskEntry, file: string, e: Error): void {
     // a file someone else (e.g. uWSGI) is still writing: give it a few seconds before calling it corrupt
     if (e instanceof CorruptSpoolFile && Math.abs(Date.now() - t.runAt) < 3000) {
-      try { if (file !== t.file) fs.renameSync(file, t.file); this.skipUntil.set(t.id, Date.now() + 3000); return; } catch { /* fall through */ }
+      try {
+        if (file !== t.file) fs.renameSync(file, t.file);
+        else this.unname(t.id);
+        this.skipUntil.set(t.id, Date.now() + 3000);
+        return;
+      } catch { /* fall through */ }
     }
     this.moveCorrupt(t.id, file, e);
   }
@@ -479,7 +516,7 @@ export class Runner {
       }
     } else if (error === null) {
       // @spoolforever: run again at the next scan
-      this.clearCurrent();
+      if (run.inPlace) this.unname(id);
       if (meta) this.spool.removeMeta(id);
       const next = Date.now() + this.opts.frequencyMs;
       try { fs.utimesSync(file, next / 1000, next / 1000); if (!run.inPlace) fs.renameSync(file, t.file); } catch { /* gone */ }
@@ -488,7 +525,7 @@ export class Runner {
       const attempt = run.attempt;
       const m: Meta = { ...(meta ?? { attempts: 0 }), attempts: attempt, lastError: error, lastAttemptAt: Date.now() };
       const delay = this.backoff(attempt);
-      this.clearCurrent();
+      if (run.inPlace) this.unname(id);
       if (attempt <= this.opts.maxRetries) this.log.warn({ task: id, fn: name, attempt, error, ...(thrown ? { err: thrown } : {}) }, `task ${id} (${name || '?'}) failed (attempt ${attempt} of ${this.opts.maxRetries + 1}): ${error}; retrying in ${(delay / 1000).toFixed(1)} s`);
       this.settle(id, file, run.p, m, delay);
     }
