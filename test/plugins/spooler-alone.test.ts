@@ -8,27 +8,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { encodePacket, newTaskId } from '../../plugins/spooler/format.js';
 import { SpoolDir } from '../../plugins/spooler/queue.js';
+import { runs, until } from '../helpers/spool.js';
 import { ROOT, freePort, httpGet, runUwcore, startUwcore, tmpDir, type Running } from '../helpers/server.js';
 
 const FIX = path.join(ROOT, 'test/plugins/fixtures/spooler');
 const running: Running[] = [];
 after(async () => { for (const r of running) await r.stop('SIGKILL').catch(() => undefined); });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Run { fn: string; id: string; pid: number; attempt?: number; phase?: string; n?: string }
-function runs(log: string): Run[] {
-  try { return fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Run); } catch { return []; }
-}
-
-async function until<T>(what: string, fn: () => T | undefined | false | null, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 async function server(dir: string, log: string, extra: string[] = []): Promise<{ r: Running; port: number }> {
   const port = await freePort();
