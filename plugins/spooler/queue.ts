@@ -3,8 +3,8 @@
 //   DIR/<P>/uwsgi_spoolfile_on_...    queued tasks with priority P (a number; lower runs first)
 //   DIR/tmp/                          files being written (renamed into place once complete and fsynced)
 //   DIR/running/<pid>/                tasks claimed by the spooler process <pid> (atomic rename), and
-//                                     .current while <pid> is the only spooler process on DIR: the task it
-//                                     runs where it lies in the queue (see Runner.mode)
+//                                     .current while <pid> is the only spooler process on DIR: the tasks
+//                                     it runs where they lie in the queue (see Runner.mode, Runner.name)
 //   DIR/failed/                       tasks that exhausted their retries
 //   DIR/corrupt/                      files that are not valid spool packets, moved aside
 //   DIR/meta/<id>.json                bookkeeping beside a task: attempts, last error, next run

@@ -225,7 +225,7 @@ export class Runner {
   }
 
   /** Decide how to take the tasks of the next scan. A process is alone when running/ holds no other
-   *  process's directory; it then runs each task in place, naming it in running/<pid>/.current. The
+   *  process's directory; it then runs each task in place, named in running/<pid>/.current. The
    *  handshake that keeps two processes from running one task:
    *   * every process creates running/<pid>/ before it first decides, and keeps it while it lives (a dead
    *     one's is removed only by recover(), after its tasks were put back);
@@ -236,8 +236,9 @@ export class Runner {
    *     may be running tasks in place; it sees the newcomer's directory at its next check (between tasks,
    *     at least every ALONE_CHECK_MS, and at once when idle through the watch on running/), removes its
    *     .current and claims tasks by rename from then on, like everyone else;
-   *   * a process dead while alone leaves .current naming the task it was running: recover() claims that
-   *     task and counts the interrupted run, then removes the directory.
+   *   * a process that dies while alone leaves .current naming the task it was running (the first named
+   *     still in the queue): recover() claims that task and counts the interrupted run, then removes the
+   *     directory.
    *  Directories of dead processes count as others until recovered: that costs speed, never safety. */
   private mode(): Mode {
     this.modeAt = performance.now();

@@ -36,7 +36,7 @@ test('alone: ls shows the task running in place; a task that kills its spooler e
   const log = path.join(base, 'runs.log');
   const dir = path.join(base, 'q');
   const s = await server(dir, log, ['--spooler-retry-delay', '0.05', '--spooler-max-retries', '2']);
-  const slow = await spool(s.port, 'slow', { ms: 1500 });
+  const slow = await spool(s.port, 'slow', { ms: 5000 });
   const start = await until('slow started', () => runs(log).find((x) => x.id === slow && x.phase === 'start'));
   const owner = path.join(dir, 'running', String(start.pid));
   assert.ok(fs.existsSync(path.join(owner, '.current')), 'the only spooler runs tasks in place');
