@@ -30,7 +30,7 @@ function describe(s: SpoolDir, t: TaskEntry) {
   return {
     state: t.state, id: t.id, function: fn, args, priority: t.priority, attempts: m?.attempts ?? 0,
     next_run: t.state === 'queued' || t.state === 'scheduled' ? t.runAt : null, pid: t.pid ?? null,
-    pid_alive: t.pid ? ownerAlive(path.dirname(t.file), t.pid) : null, last_error: m?.lastError ?? null, failed_at: m?.failedAt ?? null,
+    pid_alive: t.pid && t.owner ? ownerAlive(t.owner, t.pid) : null, last_error: m?.lastError ?? null, failed_at: m?.failedAt ?? null,
   };
 }
 
@@ -52,7 +52,7 @@ export default async function spoolerCommand(argv: string[]): Promise<number> {
   const s = open(dir, process.stderr);
   if (!s) return 2;
   if (cmd === 'ls' || cmd === 'list') {
-    const tasks = [...s.listQueued(), ...s.listRunning(), ...s.listFailed()].map((t) => describe(s, t));
+    const tasks = s.listAll().map((t) => describe(s, t));
     if (rest.includes('--json')) { process.stdout.write(JSON.stringify(tasks, null, 1) + '\n'); return 0; }
     const counts = { queued: 0, scheduled: 0, running: 0, failed: 0 };
     for (const t of tasks) counts[t.state]++;
@@ -82,7 +82,7 @@ export default async function spoolerCommand(argv: string[]): Promise<number> {
     targets.push(t);
   }
   for (const t of targets) {
-    if (t.state === 'running' && t.pid && ownerAlive(path.dirname(t.file), t.pid)) {
+    if (t.state === 'running' && t.pid && t.owner && ownerAlive(t.owner, t.pid)) {
       process.stderr.write(`uwcore: UW_ERR_SPOOLER_RUNNING: task ${t.id} is running in spooler process ${t.pid}; wait for it (or kill that process: the task is then retried)\n`);
       code = 1;
       continue;

@@ -56,17 +56,17 @@ export interface Packet { vars: Map<string, string>; body: Buffer | null }
 export function decodePacket(buf: Buffer): Packet {
   if (buf.length < 4) throw new CorruptSpoolFile(`truncated: ${buf.length} bytes, shorter than the 4-byte uwsgi header`);
   if (buf[0] !== MODIFIER1) throw new CorruptSpoolFile(`not a spool packet: modifier1 is ${buf[0]}, expected ${MODIFIER1}`);
-  const size = buf.readUInt16LE(1);
+  const size = buf[1]! | (buf[2]! << 8); // little-endian 16 bits (inline: this runs for every task)
   if (4 + size > buf.length) throw new CorruptSpoolFile(`truncated: the header announces ${size} bytes of vars, the file has ${buf.length - 4}`);
   const vars = new Map<string, string>();
   let o = 4;
   const end = 4 + size;
   while (o < end) {
     if (o + 2 > end) throw new CorruptSpoolFile(`malformed vars block at byte ${o}`);
-    const kl = buf.readUInt16LE(o); o += 2;
+    const kl = buf[o]! | (buf[o + 1]! << 8); o += 2;
     if (o + kl + 2 > end) throw new CorruptSpoolFile(`malformed vars block: a key runs past the block at byte ${o}`);
     const k = buf.toString('utf8', o, o + kl); o += kl;
-    const vl = buf.readUInt16LE(o); o += 2;
+    const vl = buf[o]! | (buf[o + 1]! << 8); o += 2;
     if (o + vl > end) throw new CorruptSpoolFile(`malformed vars block: the value of ${JSON.stringify(k)} runs past the block`);
     vars.set(k, buf.toString('utf8', o, o + vl)); o += vl;
   }
@@ -143,7 +143,7 @@ export function newTaskId(): string {
   return `${PREFIX}${HOST}_${process.pid}_${++counter}_${crypto.randomInt(0, 2 ** 31 - 1)}_${Math.floor(now / 1000)}_${String(us).padStart(6, '0')}`;
 }
 
-/** Is this a name the spooler picks up (and a safe single path component)? */
+/** Is this a name the spooler picks up (a safe single path component, and a line of running/<pid>/.current)? */
 export function isTaskName(name: string): boolean {
-  return name.startsWith(PREFIX) && !name.includes('/') && !name.includes('\0') && name !== '.' && name !== '..';
+  return name.startsWith(PREFIX) && !name.includes('/') && !name.includes('\0') && !name.includes('\n') && name !== '.' && name !== '..';
 }

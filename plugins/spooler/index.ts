@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { definePlugin, type Logger, type PluginApi, type StatsDocument } from '../../sdk/index.js';
-import { SPOOL_OK, SPOOL_RETRY, argsToVars, encodePacket, isTaskName } from './format.js';
+import { SPOOL_OK, SPOOL_RETRY, argsToVars, encodePacket } from './format.js';
 import { SpoolDir } from './queue.js';
 import { Runner, type RunnerReport, type TaskFn, type TaskKind } from './runner.js';
 
@@ -217,18 +217,24 @@ export default definePlugin<SpoolerApi>({
       });
       if (harakiri > 0) {
         const killed = new Set<number>();
+        // a task run in place has no start time on disk: its run (the task, and when .current last
+        // changed) counts from when this check first saw it
+        const seen = new Map<number, { id: string; mark: number; since: number }>();
         const timer = setInterval(() => {
           const now = Date.now();
           for (const s of procs.values()) {
             if (killed.has(s.pid)) continue;
-            const d = path.join(spools.get(s.dir)!.running, String(s.pid));
-            let names: string[];
-            try { names = fs.readdirSync(d).filter(isTaskName); } catch { continue; }
-            for (const n of names) {
-              let st: fs.Stats;
-              try { st = fs.statSync(path.join(d, n)); } catch { continue; }
-              if (now - st.ctimeMs > harakiri * 1000) {
-                api.log.error({ pid: s.pid, task: n }, `*** HARAKIRI ON THE SPOOLER (pid: ${s.pid}) *** task ${n} ran for more than ${harakiri} s: killing the process (the task runs again after the respawn)`);
+            const running = spools.get(s.dir)!.runningIn(s.pid);
+            if (!running.some((t) => t.inPlace)) seen.delete(s.pid);
+            for (const t of running) {
+              let since = t.runAt;
+              if (t.inPlace) {
+                const prev = seen.get(s.pid);
+                if (prev && prev.id === t.id && prev.mark === t.runAt) since = prev.since;
+                else seen.set(s.pid, { id: t.id, mark: t.runAt, since: since = now });
+              }
+              if (now - since > harakiri * 1000) {
+                api.log.error({ pid: s.pid, task: t.id }, `*** HARAKIRI ON THE SPOOLER (pid: ${s.pid}) *** task ${t.id} ran for more than ${harakiri} s: killing the process (the task runs again after the respawn)`);
                 killed.add(s.pid);
                 try { process.kill(s.pid, 'SIGKILL'); } catch { /* already gone */ }
                 break;

@@ -2,7 +2,9 @@
 //   DIR/uwsgi_spoolfile_on_...        queued tasks (mtime = when they may run: `at`, or the next retry)
 //   DIR/<P>/uwsgi_spoolfile_on_...    queued tasks with priority P (a number; lower runs first)
 //   DIR/tmp/                          files being written (renamed into place once complete and fsynced)
-//   DIR/running/<pid>/                tasks claimed by the spooler process <pid> (atomic rename)
+//   DIR/running/<pid>/                tasks claimed by the spooler process <pid> (atomic rename), and
+//                                     .current while <pid> is the only spooler process on DIR: the tasks
+//                                     it runs where they lie in the queue (see Runner.mode, Runner.name)
 //   DIR/failed/                       tasks that exhausted their retries
 //   DIR/corrupt/                      files that are not valid spool packets, moved aside
 //   DIR/meta/<id>.json                bookkeeping beside a task: attempts, last error, next run
@@ -28,11 +30,18 @@ export interface TaskEntry {
   id: string;
   state: TaskState;
   file: string;
+  /** the file's path relative to DIR, and its number of links (queued tasks) */
+  rel?: string;
+  nlink?: number;
   priority: number | null;
   /** when it may run (ms since epoch) */
   runAt: number;
-  /** the spooler process running it */
+  /** the spooler process running it, and its directory running/<pid>/ */
   pid?: number;
+  owner?: string;
+  /** running where it lies in the queue, by a process alone on the directory; runAt is then only when
+   *  .current last changed (before the task started; the same while it runs) */
+  inPlace?: boolean;
 }
 
 /** writes up to this size are made synchronously (a page-cache copy); larger bodies go to the thread pool */
@@ -392,7 +401,7 @@ export class SpoolDir {
     const out: TaskEntry[] = [];
     let top: fs.Dirent[];
     try { top = fs.readdirSync(this.dir, { withFileTypes: true }); } catch { return out; }
-    const scan = (d: string, prio: number | null, names: Iterable<string>) => {
+    const scan = (d: string, sub: string | null, prio: number | null, names: Iterable<string>) => {
       const part: TaskEntry[] = [];
       for (const n of names) {
         if (!isTaskName(n)) continue;
@@ -400,7 +409,7 @@ export class SpoolDir {
         let st: fs.Stats;
         try { st = fs.statSync(file); } catch { continue; }
         if (!st.isFile()) continue;
-        part.push({ id: n, state: st.mtimeMs > now ? 'scheduled' : 'queued', file, priority: prio, runAt: st.mtimeMs });
+        part.push({ id: n, state: st.mtimeMs > now ? 'scheduled' : 'queued', file, rel: sub === null ? n : `${sub}/${n}`, nlink: st.nlink, priority: prio, runAt: st.mtimeMs });
       }
       part.sort((a, b) => a.runAt - b.runAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       for (const t of part) out.push(t);
@@ -410,9 +419,9 @@ export class SpoolDir {
       onPriorityDir?.(d);
       let names: string[];
       try { names = fs.readdirSync(d); } catch { continue; }
-      scan(d, p.n, names);
+      scan(d, p.name, p.n, names);
     }
-    scan(this.dir, null, top.filter((e) => !e.isDirectory()).map((e) => e.name));
+    scan(this.dir, null, null, top.filter((e) => !e.isDirectory()).map((e) => e.name));
     return out;
   }
 
@@ -423,23 +432,44 @@ export class SpoolDir {
     return ids;
   }
 
+  /** Tasks running: claimed into running/<pid>/, or run in place by a process alone on the directory. */
   listRunning(): TaskEntry[] {
-    const out: TaskEntry[] = [];
     let owners: string[];
-    try { owners = fs.readdirSync(this.running); } catch { return out; }
-    for (const o of owners) {
-      if (!/^\d+$/.test(o)) continue;
-      let names: string[];
-      try { names = fs.readdirSync(path.join(this.running, o)); } catch { continue; }
-      for (const n of names) {
+    try { owners = fs.readdirSync(this.running); } catch { return []; }
+    return owners.filter((o) => /^\d+$/.test(o)).flatMap((o) => this.runningIn(Number(o)));
+  }
+
+  /** The task(s) the spooler process `pid` runs: those claimed into its directory (runAt: their ctime,
+   *  the claim), and the one it runs in place (see runningInPlace and `inPlace`). */
+  runningIn(pid: number): TaskEntry[] {
+    const out: TaskEntry[] = [];
+    const owner = path.join(this.running, String(pid));
+    let names: string[];
+    try { names = fs.readdirSync(owner); } catch { return out; }
+    for (const n of names) {
+      let entry: TaskEntry;
+      if (n === CURRENT_FILE) {
+        const marker = path.join(owner, n);
+        const cur = runningInPlace(this.dir, marker);
+        if (!cur) continue;
+        try {
+          entry = { id: cur.id, state: 'running', file: path.join(this.dir, cur.rel), priority: cur.prio === null ? null : Number(cur.prio), runAt: fs.statSync(marker).mtimeMs, inPlace: true };
+        } catch { continue; }
+      } else {
         if (!isTaskName(n)) continue;
-        const file = path.join(this.running, o, n);
-        let st: fs.Stats;
-        try { st = fs.statSync(file); } catch { continue; }
-        out.push({ id: n, state: 'running', file, priority: null, runAt: st.ctimeMs, pid: Number(o) });
+        const file = path.join(owner, n);
+        try { entry = { id: n, state: 'running', file, priority: null, runAt: fs.statSync(file).ctimeMs }; } catch { continue; }
       }
+      out.push({ ...entry, pid, owner });
     }
     return out;
+  }
+
+  /** Every task, each once: queued and scheduled, running, failed. */
+  listAll(): TaskEntry[] {
+    const running = this.listRunning();
+    const ids = new Set(running.map((t) => t.id));
+    return [...this.listQueued().filter((t) => !ids.has(t.id)), ...running, ...this.listFailed()];
   }
 
   listFailed(): TaskEntry[] {
@@ -464,8 +494,7 @@ export class SpoolDir {
   /** Find a task by id in any area. */
   find(id: string): TaskEntry | null {
     if (!isTaskName(id)) return null;
-    const all = [...this.listQueued(), ...this.listRunning(), ...this.listFailed()];
-    return all.find((t) => t.id === id) ?? null;
+    return this.listAll().find((t) => t.id === id) ?? null;
   }
 
   readPacket(file: string): Packet {
@@ -488,6 +517,37 @@ export function procStart(pid: number): string | null {
 
 /** The file in running/<pid>/ recording which process (pid + start time) owns the directory. */
 export const OWNER_FILE = '.owner';
+
+/** The file in running/<pid>/ that marks <pid> as the only spooler process on the directory, running each
+ *  task where it lies in the queue. It names the tasks about to run, in order (their paths relative to DIR,
+ *  one a line, an empty line ends the list): the first of them still in the queue is the one running (or
+ *  the next to run). See Runner.name. */
+export const CURRENT_FILE = '.current';
+
+export interface NamedTask { rel: string; id: string; prio: string | null }
+
+/** The tasks a `.current` file names, in order (none when it cannot be read; a line that is not a queued
+ *  task's place ends the list). */
+export function readCurrent(file: string): NamedTask[] {
+  let text: string;
+  try { text = fs.readFileSync(file, 'utf8'); } catch { return []; }
+  const out: NamedTask[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^(?:(\d{1,10})\/)?([^/]+)$/.exec(line);
+    if (!m || !isTaskName(m[2]!)) break;
+    out.push({ rel: line, id: m[2]!, prio: m[1] ?? null });
+  }
+  return out;
+}
+
+/** The task a process alone on the directory is running (or about to run): the first its `.current` names
+ *  that is still in the queue; null when none is. */
+export function runningInPlace(dir: string, currentFile: string): NamedTask | null {
+  for (const t of readCurrent(currentFile)) {
+    try { if (fs.statSync(path.join(dir, t.rel)).isFile()) return t; } catch { /* completed */ }
+  }
+  return null;
+}
 
 /** Is the process that owns running/<pid>/ still alive? A reused pid (another start time) is not. */
 export function ownerAlive(runningDir: string, pid: number): boolean {

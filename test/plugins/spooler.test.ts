@@ -6,28 +6,13 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { runs, until } from '../helpers/spool.js';
 import { ROOT, freePort, httpGet, runUwcore, startUwcore, tmpDir, type Running } from '../helpers/server.js';
 import { findNginx, NGINX_MISSING, startNginx } from '../helpers/nginx.js';
 
 const FIX = path.join(ROOT, 'test/plugins/fixtures/spooler');
 const running: Running[] = [];
 after(async () => { for (const r of running) await r.stop('SIGKILL').catch(() => undefined); });
-
-interface Run { fn: string; id: string; pid: number; t: number; attempt?: number; n?: string; phase?: string; body?: number | null; priority?: number | null; args?: Record<string, unknown> }
-
-function runs(log: string): Run[] {
-  try { return fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Run); } catch { return []; }
-}
-
-async function until<T>(what: string, fn: () => T | undefined | false | null, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function server(args: string[], log: string, opts: { ready?: RegExp | null; cwd?: string } = {}): Promise<{ r: Running; port: number }> {
   const port = await freePort();
