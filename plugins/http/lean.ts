@@ -61,6 +61,8 @@ const PARSERS: Parser[] = [];
 const EMPTY: string[] = [];
 /** Req.writableLength of a destroyed socket */
 const DEAD_LENGTH = 2 ** 30;
+/** more header fields than this (node:http's maxHeadersCount): 431 */
+const MAX_HEADER_FIELDS = 2000;
 /** reading stops while this much of the responses waits in the socket (a client that does not read) … */
 const HOLD_BYTES = 64 * 1024;
 /** … or while this many pipelined requests wait for their turn */
@@ -404,6 +406,7 @@ class Conn implements LeanOwner {
     const m = METHODS[method] ?? 'GET';
     const l = this.l;
     const srv = l.server;
+    if (raw.length > 2 * MAX_HEADER_FIELDS) { this.refuse(431, `Request Header Fields Too Large: more than ${MAX_HEADER_FIELDS} fields\n`); return; }
     if (major !== 1) { this.refuse(505, 'HTTP Version Not Supported: this socket speaks HTTP/1.0 and HTTP/1.1\n'); return; }
     if (m === 'CONNECT') { this.refuse(405, 'Method Not Allowed: CONNECT tunnels are not offered\n', 'Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n'); return; }
     if (target === '*' && m !== 'OPTIONS') { this.refuse(400, 'Bad Request: the asterisk form is only for OPTIONS\n'); return; }
@@ -579,7 +582,11 @@ class Conn implements LeanOwner {
 function onHeaders(this: Parser, headers: string[], url: string): void {
   const c = this.conn;
   if (c === null) return;
-  c.hdrs = c.hdrs === EMPTY ? headers.slice() : c.hdrs.concat(headers);
+  // (node hands the fields over 32 at a time: appended in place, not copied again each time; past the limit
+  // they are not kept, the head is refused)
+  const h = c.hdrs;
+  if (h === EMPTY) c.hdrs = headers.slice();
+  else if (h.length <= 2 * MAX_HEADER_FIELDS) for (let i = 0; i < headers.length; i++) h.push(headers[i]!);
   if (c.state === S_HEAD) c.partUrl += url;
 }
 function onHeadersComplete(this: Parser, major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, _status: unknown, _msg: unknown, upgrade: boolean, shouldKeepAlive: boolean): number {

@@ -249,7 +249,7 @@ describe('lean HTTP listener (--http-socket)', () => {
     p2 = await freePort();
     const d = tmpDir();
     const app = writeFile(path.join(d, 'app.mjs'), APP);
-    s2 = await startUwcore(['--http-socket', `127.0.0.1:${p2}`, '--app', app, '--http-timeout', '1', '--disable-logging'], { cwd: d });
+    s2 = await startUwcore(['--http-socket', `127.0.0.1:${p2}`, '--app', app, '--http-timeout', '1', '--buffer-size', '65535', '--disable-logging'], { cwd: d });
   });
   after(async () => { await s2?.stop(); });
 
@@ -261,6 +261,14 @@ describe('lean HTTP listener (--http-socket)', () => {
     assert.deepEqual(statusLines(c.data()), [200]);
     assert.ok(c.closed());
     assert.equal(fs.existsSync(mark), false);
+  });
+
+  test('more than 2000 header fields (within --buffer-size): 431, not a quadratic merge', async () => {
+    const fields = (n: number) => Array.from({ length: n }, (_, i) => `a${i % 10}:b\r\n`).join('');
+    assert.deepEqual(statusLines((await exchange(`GET / HTTP/1.1\r\nHost: x\r\n${fields(12000)}\r\n`, 1500, p2)).raw), [431]);
+    assert.deepEqual(statusLines((await exchange(`GET / HTTP/1.1\r\nHost: x\r\n${fields(2001)}\r\n`, 1500, p2)).raw), [431]);
+    const ok = await exchange(`GET /gen HTTP/1.1\r\nHost: x\r\n${fields(1990)}\r\n`, 1500, p2);
+    assert.deepEqual(statusLines(ok.raw), [200]);
   });
 });
 
