@@ -59,6 +59,14 @@ const PARSER_RESOURCE = {};
 const PARSERS: Parser[] = [];
 
 const EMPTY: string[] = [];
+/** Req.writableLength of a destroyed socket */
+const DEAD_LENGTH = 2 ** 30;
+/** more header fields than this (node:http's maxHeadersCount): 431 */
+const MAX_HEADER_FIELDS = 2000;
+/** reading stops while this much of the responses waits in the socket (a client that does not read) … */
+const HOLD_BYTES = 64 * 1024;
+/** … or while this many pipelined requests wait for their turn */
+const HOLD_QUEUE = 32;
 
 /** The Date header's value, made once a second */
 let dateSec = -1;
@@ -78,6 +86,8 @@ interface ListenerState {
   timeoutMs: number;
   idleMs: number;
   now: number;
+  /** close()'s end: called when the listener is closed and its last connection is gone */
+  closed: (() => void) | null;
 }
 
 /** One request and its response (the Wire the core writes to; the HttpHead httpEnv reads). */
@@ -149,12 +159,19 @@ class Req extends EventEmitter implements Wire, HttpHead {
           if (k.toLowerCase() === 'transfer-encoding') {
             framed = true;
             if (/(?:^|,)\s*chunked\s*$/i.test(v)) this.chunked = true;
+            // a coding without chunked last: only the connection's close ends the body
+            else this.keepAlive = false;
           }
           break;
       }
       h += `${k}: ${v}\r\n`;
     }
-    if (status < 200 || status === 204 || status === 304) this.noBody = true;
+    if (status < 200 || status === 204 || status === 304) {
+      this.noBody = true;
+      // a 1xx as the final answer (101 without a switch, 100 …): the client waits for another response, which
+      // would be the next request's; the connection ends after it
+      if (status < 200) this.keepAlive = false;
+    }
     if (this.noBody) this.chunked = false;
     else if (!framed) {
       // no length: chunked for an HTTP/1.1 client; for HTTP/1.0 the connection's close ends the body
@@ -169,7 +186,10 @@ class Req extends EventEmitter implements Wire, HttpHead {
   }
 
   get writableLength(): number {
-    return this.socket.writableLength;
+    // a socket already destroyed (a write failed) takes nothing more: report it full, so that a producer
+    // waits for 'drain' or 'close' (which comes) instead of looping on writes that go nowhere
+    const s = this.socket;
+    return s.destroyed ? DEAD_LENGTH : s.writableLength;
   }
 
   write(chunk: string | Uint8Array): boolean {
@@ -259,6 +279,8 @@ class Conn implements LeanOwner {
   closing = false;
   lastW = -1;
   peerEnded = false;
+  /** reading stopped: responses wait in the socket or pipelined requests in the queue (see hold) */
+  held = false;
   /** TCP_NODELAY not set yet (set at the accept on persistent connections, else at a second write) */
   nagle: boolean;
 
@@ -285,9 +307,9 @@ class Conn implements LeanOwner {
     this.parser = p;
   }
 
-  /** nothing in progress: no request being answered, queued or arriving */
+  /** nothing in progress: no request being answered, queued or arriving, no response still flushing */
   get idle(): boolean {
-    return this.active === null && this.state === S_HEAD && !this.headBytes;
+    return this.active === null && this.state === S_HEAD && !this.headBytes && this.socket.writableLength === 0;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -298,8 +320,36 @@ class Conn implements LeanOwner {
     if (this.state === S_HEAD) {
       if (!this.headBytes) { this.headBytes = true; this.started = this.l.now; }
     } else this.bodyAt = this.l.now;
-    const r = this.parser!.execute(chunk);
+    let r: number | ParseError;
+    try {
+      r = this.parser!.execute(chunk);
+    } catch (e) {
+      // a callback threw (a body reader's 'data' listener …): llhttp is left in an error state, the
+      // connection cannot go on; the worker does
+      this.state = S_GONE;
+      this.parser!.conn = null;
+      this.parser = null; // not reused
+      this.l.server.log.error({ err: e }, 'http: a request callback threw; connection closed');
+      this.socket.destroy();
+      return;
+    }
     if (typeof r !== 'number') this.parseError(r, chunk);
+    // a client that sends requests but does not read the responses: stop reading until they drain (node:http
+    // does the same), so that pipelined requests cannot pile up answers or queued requests without bound
+    else if (this.socket.writableLength >= HOLD_BYTES || (this.queue !== null && this.queue.length >= HOLD_QUEUE)) this.hold();
+  }
+
+  hold(): void {
+    if (this.state === S_GONE) return;
+    this.held = true;
+    this.socket.pause();
+  }
+
+  /** Read again once the responses drained and the queue shrank (unless a request body's reader is full). */
+  release(): void {
+    if (this.socket.writableLength >= HOLD_BYTES || (this.queue !== null && this.queue.length >= HOLD_QUEUE)) return;
+    this.held = false;
+    if (this.reading?.body?.paused !== true) this.socket.resume();
   }
 
   onEnd(): void {
@@ -307,14 +357,24 @@ class Conn implements LeanOwner {
     const st = this.state;
     this.state = S_GONE;
     if (st === S_BODY) this.reading?.body?.fail(Object.assign(new Error('the client closed the connection before the request body was complete'), { code: 'ECONNRESET' }));
-    // requests read completely still get their responses (a half-closed client); then the connection closes
-    if (this.active === null) this.socket.destroy();
+    // requests read completely still get their responses (a half-closed client); then the connection closes,
+    // once what was written is out
+    if (this.active === null) this.socket.end();
   }
 
-  onDrain(): void { this.active?.emit('drain'); }
+  onDrain(): void {
+    if (this.held) this.release();
+    if (this.active === null && !this.headBytes && this.state === S_HEAD) {
+      // a response flushed to a slow reader: idle from here; or the end, when the server drains
+      if (this.l.server.draining) { this.state = S_GONE; this.socket.end(); } else this.started = Date.now();
+    }
+    this.active?.emit('drain');
+  }
 
   onClose(): void {
-    this.l.conns.delete(this);
+    const l = this.l;
+    l.conns.delete(this);
+    if (l.closed !== null && l.conns.size === 0) { const f = l.closed; l.closed = null; f(); }
     const gone = (r: Req | null) => {
       if (r === null) return;
       r.destroyed = true;
@@ -352,6 +412,7 @@ class Conn implements LeanOwner {
     const m = METHODS[method] ?? 'GET';
     const l = this.l;
     const srv = l.server;
+    if (raw.length > 2 * MAX_HEADER_FIELDS) { this.refuse(431, `Request Header Fields Too Large: more than ${MAX_HEADER_FIELDS} fields\n`); return; }
     if (major !== 1) { this.refuse(505, 'HTTP Version Not Supported: this socket speaks HTTP/1.0 and HTTP/1.1\n'); return; }
     if (m === 'CONNECT') { this.refuse(405, 'Method Not Allowed: CONNECT tunnels are not offered\n', 'Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n'); return; }
     if (target === '*' && m !== 'OPTIONS') { this.refuse(400, 'Bad Request: the asterisk form is only for OPTIONS\n'); return; }
@@ -386,7 +447,8 @@ class Conn implements LeanOwner {
       this.bodyAt = l.now;
     } else {
       req.complete = true;
-      if (upgrade) this.state = S_GONE;
+      // nothing more is read after a request that ends the connection (pipelined ones would never be answered)
+      if (upgrade || !req.keepAlive) this.state = S_GONE;
     }
     if (this.active === null) this.dispatch(req);
     else (this.queue ??= []).push(req);
@@ -395,7 +457,10 @@ class Conn implements LeanOwner {
   dispatch(req: Req): void {
     this.active = req;
     this.mark = this.l.now;
-    if (req.expectContinue) this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+    if (req.expectContinue) {
+      this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+      this.bodyAt = this.l.now; // the client waited for this to send its body
+    }
     this.l.server.dispatch(req.env!, req.body!, req, this.l.info);
   }
 
@@ -413,7 +478,7 @@ class Conn implements LeanOwner {
         return;
       }
     }
-    this.state = S_HEAD;
+    this.state = req.keepAlive ? S_HEAD : S_GONE;
     this.reading = null;
     req.complete = true;
     req.body?.push(null);
@@ -441,10 +506,12 @@ class Conn implements LeanOwner {
     if (this.dispatching) return; // the loop below goes on
     this.dispatching = true;
     try {
-      while (this.active === null && this.queue !== null && this.queue.length !== 0) this.dispatch(this.queue.shift()!);
+      // (not once a response ended the connection: the requests behind it are not answered)
+      while (this.active === null && !this.closing && !this.socket.destroyed && this.queue !== null && this.queue.length !== 0) this.dispatch(this.queue.shift()!);
     } finally {
       this.dispatching = false;
     }
+    if (this.held) this.release();
     if (this.active !== null) return;
     if (!this.headBytes) this.started = Date.now(); // idle from here (the keep-alive timeout; not the sweep's coarse clock)
     if (this.refusal !== null) {
@@ -452,7 +519,7 @@ class Conn implements LeanOwner {
       this.refusal = null;
       this.socket.end();
       this.startClosing();
-    } else if (this.peerEnded) this.socket.destroy();
+    } else if (this.peerEnded) this.socket.end(); // the peer half-closed: close once the responses are out
   }
 
   /** The connection ends after `req`'s response. */
@@ -485,7 +552,8 @@ class Conn implements LeanOwner {
       req.keepAlive = false;
       const b = req.body;
       b?.fail(Object.assign(new Error(`malformed request body: ${err.message}`), { code: err.code }));
-      if (req.writableEnded) this.socket.destroy();
+      // answered already: close once the response is out
+      if (req.writableEnded && !this.closing) { this.socket.end(); this.startClosing(); }
       return;
     }
     // bytes after a request that ends the connection (llhttp's HPE_CLOSED_CONNECTION after an HTTP/1.0 or
@@ -520,7 +588,11 @@ class Conn implements LeanOwner {
 function onHeaders(this: Parser, headers: string[], url: string): void {
   const c = this.conn;
   if (c === null) return;
-  c.hdrs = c.hdrs === EMPTY ? headers.slice() : c.hdrs.concat(headers);
+  // (node hands the fields over 32 at a time: appended in place, not copied again each time; past the limit
+  // they are not kept, the head is refused)
+  const h = c.hdrs;
+  if (h === EMPTY) c.hdrs = headers.slice();
+  else if (h.length <= 2 * MAX_HEADER_FIELDS) for (let i = 0; i < headers.length; i++) h.push(headers[i]!);
   if (c.state === S_HEAD) c.partUrl += url;
 }
 function onHeadersComplete(this: Parser, major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, _status: unknown, _msg: unknown, upgrade: boolean, shouldKeepAlive: boolean): number {
@@ -548,8 +620,10 @@ function sweep(l: ListenerState): void {
   const t = l.timeoutMs;
   for (const c of l.conns) {
     if (c.state === S_BODY) {
-      // a body must keep arriving, unless the application does not read it (a paused socket)
-      if (c.reading?.body?.paused === true) c.bodyAt = now;
+      // a body must keep arriving, unless the application does not read it (a paused socket) or the client
+      // waits for its 100 Continue (a request queued behind another)
+      const r = c.reading;
+      if (r !== null && (r.body?.paused === true || (r !== c.active && r.expectContinue))) c.bodyAt = now;
       else if (now - c.bodyAt > t) {
         c.state = S_GONE;
         c.reading?.body?.fail(new Error('client too slow sending the request body (--http-timeout)'));
@@ -557,10 +631,10 @@ function sweep(l: ListenerState): void {
         continue;
       }
     }
-    if (c.closing || c.active !== null) {
+    const w = c.socket.writableLength;
+    if (c.closing || c.active !== null || w !== 0) {
       // a response in progress or flushing: only a buffer that stops draining counts (a slow application is
       // not a slow client)
-      const w = c.socket.writableLength;
       if (w !== c.lastW || (w === 0 && !c.closing)) { c.lastW = w; c.mark = now; continue; }
       if (now - c.mark > t) c.socket.destroy();
       continue;
@@ -581,7 +655,7 @@ function sweep(l: ListenerState): void {
 export function listenLeanHttp(info: ListenerInfo, server: ServerHandle, timeoutS: number): Promise<ListenerHandle> {
   const timeoutMs = Math.round(timeoutS * 1000);
   const idleMs = info.keepAlive ? Math.min(timeoutMs, 5000) : timeoutMs;
-  const l: ListenerState = { info, server, conns: new Set(), keepAlive: info.keepAlive, timeoutMs, idleMs, now: Date.now() };
+  const l: ListenerState = { info, server, conns: new Set(), keepAlive: info.keepAlive, timeoutMs, idleMs, now: Date.now(), closed: null };
   const timer = setInterval(sweep, Math.max(50, Math.min(1000, Math.round(Math.min(timeoutMs, idleMs) / 4))), l);
   timer.unref();
   const srv = net.createServer({ allowHalfOpen: true });
@@ -599,7 +673,12 @@ export function listenLeanHttp(info: ListenerInfo, server: ServerHandle, timeout
         return c;
       });
       resolve({
-        close: () => new Promise<void>((r) => { clearInterval(timer); srv.close(() => r()); }),
+        // resolves once the connections are gone too, as net.Server's close does (the core waits for that,
+        // a moment, before it destroys what remains: responses still flushing get their chance)
+        close: () => new Promise<void>((r) => {
+          const end = () => { clearInterval(timer); r(); };
+          srv.close(() => { if (l.conns.size === 0) end(); else l.closed = end; });
+        }),
         closeIdle: () => { for (const c of l.conns) if (c.idle) c.socket.destroy(); },
         connections: () => l.conns.size,
         destroyAll: () => { for (const c of l.conns) c.socket.destroy(); },
