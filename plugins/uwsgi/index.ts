@@ -282,7 +282,7 @@ class Conn extends EventEmitter implements Wire, LeanOwner {
         if (!this.header(buf)) return;
         this.state = S_VARS;
         const total = 4 + this.datasize;
-        if (total === 4) { this.packet(EMPTY, rest); return; }
+        if (total === 4) { this.packet(EMPTY, 0, 0, rest); return; }
         this.acc = Buffer.allocUnsafe(total);
         buf.copy(this.acc, 0);
         this.accLen = 4;
@@ -296,7 +296,7 @@ class Conn extends EventEmitter implements Wire, LeanOwner {
       if (this.accLen < this.acc.length) return;
       const block = this.acc;
       this.acc = null;
-      this.packet(block.subarray(4), chunk.subarray(n));
+      this.packet(block, 4, block.length, n === chunk.length ? EMPTY : chunk.subarray(n));
       return;
     }
     // fast path: the data starts a packet
@@ -310,7 +310,8 @@ class Conn extends EventEmitter implements Wire, LeanOwner {
     if (!this.header(buf)) return;
     const total = 4 + this.datasize;
     if (buf.length >= total) {
-      this.packet(buf.subarray(4, total), buf.subarray(total));
+      // the vars are parsed in place; nothing follows them unless a body came in the same read
+      this.packet(buf, 4, total, buf.length === total ? EMPTY : buf.subarray(total));
       return;
     }
     this.state = S_VARS;
@@ -362,8 +363,8 @@ class Conn extends EventEmitter implements Wire, LeanOwner {
     this.socket.destroy();
   }
 
-  /** A complete vars block arrived; `rest` is what followed it in the same read. */
-  packet(vars: Buffer, rest: Buffer): void {
+  /** A complete vars block arrived (`src` from `start` to `end`); `rest` is what followed it in the same read. */
+  packet(src: Buffer, start: number, end: number, rest: Buffer): void {
     const m1 = this.modifier1;
     if (m1 !== 0) {
       const h = this.l.modifiers.get(m1);
@@ -377,14 +378,14 @@ class Conn extends EventEmitter implements Wire, LeanOwner {
       const socket = this.socket.detach();
       socket.setNoDelay(true);
       try {
-        h({ modifier1: m1, modifier2: this.modifier2, vars, rest, socket, listener: this.l.info });
+        h({ modifier1: m1, modifier2: this.modifier2, vars: src.subarray(start, end), rest, socket, listener: this.l.info });
       } catch (e) {
         this.l.log.error({ err: e, modifier1: m1 }, `modifier1 ${m1} handler failed`);
         socket.destroy();
       }
       return;
     }
-    const env = this.parseEnv(vars);
+    const env = this.parseEnv(src, start, end);
     if (env === null) return;
     // CONTENT_LENGTH: missing or empty means no body; anything else must be a plain decimal number
     const clRaw = env.CONTENT_LENGTH as string | undefined;
@@ -409,26 +410,25 @@ class Conn extends EventEmitter implements Wire, LeanOwner {
   }
 
   /** The CGI env: exactly the vars sent (later duplicates win, HTTP_* duplicates are joined with ", "). */
-  parseEnv(vars: Buffer): Env | null {
-    const b = vars as FastBuf;
+  parseEnv(src: Buffer, start: number, end: number): Env | null {
+    const b = src as FastBuf;
     const cache = this.l.vars;
     const current = cache.current;
     // while the packet sends the remembered keys in order, its values wait in `current` for the builder
     let env: Env | null = null;
-    const end = b.length;
-    let off = 0;
+    let off = start;
     let count = 0;
     while (off < end) {
-      if (off + 2 > end) { this.refuse(`truncated key length at offset ${off} of the vars block`); return null; }
+      if (off + 2 > end) { this.refuse(`truncated key length at offset ${off - start} of the vars block`); return null; }
       const kl = b[off]! | (b[off + 1]! << 8);
       off += 2;
       if (kl === 0) { this.refuse('empty key in the vars block'); return null; }
-      if (off + kl + 2 > end) { this.refuse(`key length ${kl} overflows the vars block (${end} bytes)`); return null; }
+      if (off + kl + 2 > end) { this.refuse(`key length ${kl} overflows the vars block (${end - start} bytes)`); return null; }
       const key = cache.key(b, off, kl, count);
       off += kl;
       const vl = b[off]! | (b[off + 1]! << 8);
       off += 2;
-      if (off + vl > end) { this.refuse(`value length ${vl} of ${key.slice(0, 40)} overflows the vars block (${end} bytes)`); return null; }
+      if (off + vl > end) { this.refuse(`value length ${vl} of ${key.slice(0, 40)} overflows the vars block (${end - start} bytes)`); return null; }
       const value = cache.value(b, off, vl, count, key === KEY_PATH_INFO || key === KEY_SCRIPT_NAME);
       off += vl;
       if (env === null) {
