@@ -17,7 +17,6 @@
 // second write (a single write followed by close is never held back by Nagle).
 import { Buffer } from 'node:buffer';
 import net from 'node:net';
-import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import {
   definePlugin, type Address, type Env, type HeaderList, type ListenerHandle, type ListenerInfo, type Logger,
@@ -82,11 +81,24 @@ interface ListenerState {
   maxVars: number;
   timeoutMs: number;
   modifiers: Map<number, ModifierHandler>;
-  conns: Set<Conn>;
+  /** the open connections (each knows its index, `slot`: removal swaps the last one into its place) */
+  conns: Conn[];
   where: string;
   /** coarse clock (ms), advanced by the sweep: stamping a connection costs no clock read */
   now: number;
   vars: VarCache;
+}
+
+function addConn(l: ListenerState, c: Conn): void {
+  c.slot = l.conns.length;
+  l.conns.push(c);
+}
+
+function removeConn(l: ListenerState, c: Conn): void {
+  if (c.slot < 0) return;
+  const last = l.conns.pop()!;
+  if (last !== c) { l.conns[c.slot] = last; last.slot = c.slot; }
+  c.slot = -1;
 }
 
 const CACHE_POSITIONS = 64;
@@ -217,8 +229,13 @@ function checkHeaderPart(s: string): number {
   return r;
 }
 
-/** One connection: the parser, and the Wire the core writes the response to. */
-class Conn extends EventEmitter implements Wire, LeanOwner {
+type Listener = (...args: unknown[]) => void;
+
+/**
+ * One connection: the parser, and the Wire the core writes the response to. Not an EventEmitter: the core
+ * only waits for 'drain' and 'close' with once()/removeListener(), and most responses never do.
+ */
+class Conn implements Wire, LeanOwner {
   readonly socket: LeanSocket;
   readonly l: ListenerState;
   state = S_HEAD;
@@ -250,9 +267,12 @@ class Conn extends EventEmitter implements Wire, LeanOwner {
   lastW = -1;
   /** socket writes so far (TCP_NODELAY from the second on) */
   writes = 0;
+  /** index in l.conns, -1 once removed */
+  slot = -1;
+  /** one-shot listeners of 'drain' and 'close', in the order added */
+  waiting: Array<[event: string, fn: Listener]> | null = null;
 
   constructor(socket: LeanSocket, l: ListenerState) {
-    super();
     this.socket = socket;
     this.l = l;
     this.started = l.now;
@@ -373,7 +393,7 @@ class Conn extends EventEmitter implements Wire, LeanOwner {
         return;
       }
       this.state = S_GONE;
-      this.l.conns.delete(this);
+      removeConn(this.l, this);
       // the handler owns the connection now (as a net.Socket), and may write more than once
       const socket = this.socket.detach();
       socket.setNoDelay(true);
@@ -513,13 +533,13 @@ class Conn extends EventEmitter implements Wire, LeanOwner {
     if (this.state === S_HEAD || this.state === S_GONE) this.socket.end();
   }
 
-  onDrain(): void { this.emit('drain'); }
+  onDrain(): void { this.fire('drain'); }
 
   onClose(): void {
     this.destroyed = true;
     this.truncated(true);
-    this.l.conns.delete(this);
-    this.emit('close');
+    removeConn(this.l, this);
+    this.fire('close');
   }
 
   onError(err: NodeJS.ErrnoException): void {
@@ -528,6 +548,26 @@ class Conn extends EventEmitter implements Wire, LeanOwner {
 
   // ---------------------------------------------------------------------------------------------
   // Wire
+
+  once(event: string, fn: Listener): this {
+    (this.waiting ??= []).push([event, fn]);
+    return this;
+  }
+
+  removeListener(event: string, fn: Listener): this {
+    const w = this.waiting;
+    if (w === null) return this;
+    for (let i = w.length - 1; i >= 0; i--) if (w[i]![0] === event && w[i]![1] === fn) { w.splice(i, 1); break; }
+    return this;
+  }
+
+  /** Call the listeners of `event`, each once, with the connection as `this` (as an EventEmitter would). */
+  private fire(event: string): void {
+    const w = this.waiting;
+    if (w === null || !w.some((e) => e[0] === event)) return;
+    this.waiting = w.filter((e) => e[0] !== event);
+    for (const e of w) if (e[0] === event) e[1].call(this);
+  }
 
   writeHead(status: number, reason: string, headers: HeaderList): void {
     if (this.headersSent) return;
@@ -727,7 +767,7 @@ function listenUwsgi(info: ListenerInfo, server: ServerHandle, timeoutMs: number
   const l: ListenerState = {
     info, server, log, timeoutMs, modifiers,
     maxVars: Math.min(server.bufferSize, 65535),
-    conns: new Set(),
+    conns: [],
     where: describe(info.address),
     now: Date.now(),
     vars: new VarCache(),
@@ -748,14 +788,14 @@ function listenUwsgi(info: ListenerInfo, server: ServerHandle, timeoutMs: number
       srv.on('error', (e) => log.error({ err: e }, 'uwsgi listener error'));
       acceptLean(srv, (socket) => {
         const c = new Conn(socket, l);
-        l.conns.add(c);
+        addConn(l, c);
         return c;
       });
       resolve({
         close: () => new Promise<void>((r) => { clearInterval(sweep); srv.close(() => r()); }),
-        closeIdle: () => { for (const c of l.conns) if (c.state === S_HEAD && c.acc === null) c.socket.destroy(); },
-        connections: () => l.conns.size,
-        destroyAll: () => { for (const c of l.conns) c.socket.destroy(); },
+        closeIdle: () => { for (const c of [...l.conns]) if (c.state === S_HEAD && c.acc === null) c.socket.destroy(); },
+        connections: () => l.conns.length,
+        destroyAll: () => { for (const c of [...l.conns]) c.socket.destroy(); },
       });
     };
     if (a.kind === 'tcp') srv.listen({ host: a.host, port: a.port, backlog }, done);
