@@ -87,6 +87,20 @@ interface ListenerState {
   /** coarse clock (ms), advanced by the sweep: stamping a connection costs no clock read */
   now: number;
   vars: VarCache;
+  /** the last head written: a response with the same status line and headers reuses it as it is */
+  head: HeadMemo | null;
+}
+
+/** A head and what it was made of (`headers` flattened: name, value, name, value …). */
+interface HeadMemo { proto: string; status: number; reason: string; headers: string[]; head: string; ascii: boolean }
+
+function sameHeaders(flat: string[], headers: HeaderList): boolean {
+  if (flat.length !== headers.length * 2) return false;
+  for (let i = 0; i < headers.length; i++) {
+    const e = headers[i]!;
+    if (e[0] !== flat[2 * i] || e[1] !== flat[2 * i + 1]) return false;
+  }
+  return true;
 }
 
 function addConn(l: ListenerState, c: Conn): void {
@@ -571,6 +585,17 @@ class Conn implements Wire, LeanOwner {
 
   writeHead(status: number, reason: string, headers: HeaderList): void {
     if (this.headersSent) return;
+    const m = this.l.head;
+    if (m !== null && m.status === status && m.reason === reason && m.proto === this.proto && sameHeaders(m.headers, headers)) {
+      this.head = m.head;
+      this.headAscii = m.ascii;
+    } else this.buildHead(status, reason, headers);
+    this.headersSent = true;
+    if (status < 200 || status === 204 || status === 304) this.noBody = true;
+  }
+
+  private buildHead(status: number, reason: string, headers: HeaderList): void {
+    const flat: string[] = [];
     let kind = checkHeaderPart(reason);
     if (kind === H_BAD) throw badHeader('status reason', reason);
     let h = `${this.proto} ${status} ${reason}\r\n`;
@@ -582,6 +607,7 @@ class Conn implements Wire, LeanOwner {
       const kv = checkHeaderPart(v);
       if (kk === H_BAD || kv === H_BAD || k.length === 0) throw badHeader('response header', k);
       kind |= kk | kv;
+      flat.push(k, v);
       // Transfer-Encoding is hop-by-hop and framing is the front end's job: nginx's uwsgi module does not
       // decode a chunked upstream body (it would reach the client still chunk-framed, inside nginx's own
       // chunking), so the body goes out close-delimited and nginx frames it for its client
@@ -590,8 +616,7 @@ class Conn implements Wire, LeanOwner {
     }
     this.head = h + '\r\n';
     this.headAscii = kind === H_ASCII;
-    this.headersSent = true;
-    if (status < 200 || status === 204 || status === 304) this.noBody = true;
+    this.l.head = { proto: this.proto, status, reason, headers: flat, head: this.head, ascii: this.headAscii };
   }
 
   /** Streamed bodies keep producing while little is buffered (core/wsgi.ts DRAIN_SLACK). */
@@ -771,6 +796,7 @@ function listenUwsgi(info: ListenerInfo, server: ServerHandle, timeoutMs: number
     where: describe(info.address),
     now: Date.now(),
     vars: new VarCache(),
+    head: null,
   };
   const sweep = setInterval(sweepConns, Math.max(50, Math.min(1000, Math.round(timeoutMs / 4))), l);
   sweep.unref();
