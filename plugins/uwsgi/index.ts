@@ -120,10 +120,33 @@ const CACHE_VALUE_MAX = 64;
 /** how many key sequences a listener compiles an env builder for (see VarCache.builder) */
 const MAX_BUILDERS = 16;
 
-function sameBytes(saved: Buffer | null | undefined, b: Buffer, off: number, n: number): boolean {
-  if (saved == null || saved.length !== n) return false;
-  for (let j = 0; j < n; j++) if (saved[j] !== b[off + j]) return false;
-  return true;
+/**
+ * Remembered bytes, as whole little-endian 32-bit words and the 0-3 bytes after them: compared four bytes at
+ * a time through a DataView on the packet (a byte at a time, the vars of a request took ~4k instructions).
+ */
+class Bytes {
+  readonly n: number;
+  readonly words: Uint32Array;
+  readonly tail: number;
+  constructor(b: Buffer, dv: DataView, off: number, n: number) {
+    this.n = n;
+    this.words = new Uint32Array(n >>> 2);
+    for (let k = 0; k < this.words.length; k++) this.words[k] = dv.getUint32(off + 4 * k, true);
+    this.tail = tailOf(b, off + (n & ~3), n & 3);
+  }
+}
+
+function tailOf(b: Buffer, off: number, r: number): number {
+  let t = 0;
+  for (let j = 0; j < r; j++) t |= b[off + j]! << (8 * j);
+  return t;
+}
+
+function sameBytes(saved: Bytes | null | undefined, b: Buffer, dv: DataView, off: number, n: number): boolean {
+  if (saved == null || saved.n !== n) return false;
+  const w = saved.words;
+  for (let k = 0; k < w.length; k++) if (dv.getUint32(off + 4 * k, true) !== w[k]) return false;
+  return tailOf(b, off + (n & ~3), n & 3) === saved.tail;
 }
 
 /** Builds the env of one key sequence from its values, in the order sent. */
@@ -150,10 +173,10 @@ function envBuilder(keys: string[]): EnvBuilder {
  */
 class VarCache {
   keys: string[] = [];
-  keyBytes: Buffer[] = [];
+  keyBytes: Bytes[] = [];
   vals: string[] = [];
   /** null: a value that keeps changing, not remembered */
-  valBytes: Array<Buffer | null | undefined> = [];
+  valBytes: Array<Bytes | null | undefined> = [];
   changes: number[] = [];
   /** the env builder of the remembered keys at positions 0 … length - 1 (null: none, or a key changed) */
   builder: EnvBuilder | null = null;
@@ -164,26 +187,26 @@ class VarCache {
   builders = new Map<string, EnvBuilder>();
   compile = true;
 
-  key(b: FastBuf, off: number, kl: number, i: number): string {
+  key(b: FastBuf, dv: DataView, off: number, kl: number, i: number): string {
     if (i >= CACHE_POSITIONS) return b.latin1Slice(off, off + kl);
-    if (sameBytes(this.keyBytes[i], b, off, kl)) return this.keys[i]!;
+    if (sameBytes(this.keyBytes[i], b, dv, off, kl)) return this.keys[i]!;
     const k = b.latin1Slice(off, off + kl);
     this.keys[i] = k;
-    this.keyBytes[i] = Buffer.from(b.subarray(off, off + kl));
+    this.keyBytes[i] = new Bytes(b, dv, off, kl);
     this.valBytes[i] = undefined;
     this.changes[i] = 0;
     if (i < this.length) this.builder = null;
     return k;
   }
 
-  value(b: FastBuf, off: number, vl: number, i: number, utf8: boolean): string {
+  value(b: FastBuf, dv: DataView, off: number, vl: number, i: number, utf8: boolean): string {
     const saved = i < CACHE_POSITIONS && vl <= CACHE_VALUE_MAX ? this.valBytes[i] : null;
     if (saved === null) return utf8 ? b.utf8Slice(off, off + vl) : b.latin1Slice(off, off + vl);
-    if (sameBytes(saved, b, off, vl)) return this.vals[i]!;
+    if (sameBytes(saved, b, dv, off, vl)) return this.vals[i]!;
     const v = utf8 ? b.utf8Slice(off, off + vl) : b.latin1Slice(off, off + vl);
     if (saved !== undefined && ++this.changes[i]! >= 2) { this.valBytes[i] = null; return v; }
     this.vals[i] = v;
-    this.valBytes[i] = Buffer.from(b.subarray(off, off + vl));
+    this.valBytes[i] = new Bytes(b, dv, off, vl);
     return v;
   }
 
@@ -446,6 +469,7 @@ class Conn implements Wire, LeanOwner {
   /** The CGI env: exactly the vars sent (later duplicates win, HTTP_* duplicates are joined with ", "). */
   parseEnv(src: Buffer, start: number, end: number): Env | null {
     const b = src as FastBuf;
+    const dv = new DataView(b.buffer, b.byteOffset, b.length);
     const cache = this.l.vars;
     const current = cache.current;
     // while the packet sends the remembered keys in order, its values wait in `current` for the builder
@@ -458,12 +482,12 @@ class Conn implements Wire, LeanOwner {
       off += 2;
       if (kl === 0) { this.refuse('empty key in the vars block'); return null; }
       if (off + kl + 2 > end) { this.refuse(`key length ${kl} overflows the vars block (${end - start} bytes)`); return null; }
-      const key = cache.key(b, off, kl, count);
+      const key = cache.key(b, dv, off, kl, count);
       off += kl;
       const vl = b[off]! | (b[off + 1]! << 8);
       off += 2;
       if (off + vl > end) { this.refuse(`value length ${vl} of ${key.slice(0, 40)} overflows the vars block (${end - start} bytes)`); return null; }
-      const value = cache.value(b, off, vl, count, key === KEY_PATH_INFO || key === KEY_SCRIPT_NAME);
+      const value = cache.value(b, dv, off, vl, count, key === KEY_PATH_INFO || key === KEY_SCRIPT_NAME);
       off += vl;
       if (env === null) {
         if (count < cache.length && cache.builder !== null) { current[count++] = value; continue; }
