@@ -142,6 +142,36 @@ describe('uwsgi protocol', () => {
     }
   });
 
+  test('repeated vars in a packet that otherwise follows the remembered keys: HTTP_* joined, the last wins, CONTENT_LENGTH must agree', async () => {
+    // the listener builds the env of a packet with the remembered keys in one go: a packet that repeats
+    // one of them (at the end, or in place of another) must still be merged var by var
+    const pairs = (vars: Record<string, string>): Array<[string, string]> => Object.entries(vars);
+    const packet = (list: Array<[string, string]>): Buffer => {
+      const block = Buffer.concat(list.map(([k, v]) => encodePacket({ [k]: v }).subarray(4)));
+      return Buffer.concat([Buffer.from([0, block.length & 0xff, block.length >> 8, 0]), block]);
+    };
+    const env = async (list: Array<[string, string]>): Promise<Record<string, string>> => {
+      const r = parseResponse(await exchange({ port }, [packet(list)]));
+      assert.equal(r.status, 200);
+      return JSON.parse(r.body.toString()) as Record<string, string>;
+    };
+    const base = pairs(NGINX_VARS('/env'));
+    for (let i = 0; i < 3; i++) assert.equal((await env(base)).HTTP_HOST, 'localhost');
+    assert.equal((await env([...base, ['HTTP_HOST', 'other']])).HTTP_HOST, 'localhost, other');
+    const replaced = base.map(([k, v]): [string, string] => (k === 'HTTP_HOST' ? ['SERVER_NAME', 'second'] : [k, v]));
+    const e = await env(replaced);
+    assert.equal(e.SERVER_NAME, 'second');
+    assert.equal(e.HTTP_HOST, undefined);
+    assert.equal((await env([['SERVER_NAME', 'first'], ...base.slice(1)])).SERVER_NAME, 'localhost');
+    assert.equal((await env(base)).SERVER_NAME, 'localhost');
+    const before = warnings(/conflicting CONTENT_LENGTH/);
+    const raw = await exchange({ port }, [packet([...base, ['CONTENT_LENGTH', '5']])], { end: true });
+    assert.equal(raw.length, 0);
+    for (let t = 0; t < 100 && warnings(/conflicting CONTENT_LENGTH/) === before; t++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(warnings(/conflicting CONTENT_LENGTH/), before + 1);
+    assert.equal((await env(base)).HTTP_HOST, 'localhost');
+  });
+
   test('any fragmentation: byte by byte and at random split points, with a body', async () => {
     const body = crypto.randomBytes(3000);
     const pkt = encodePacket(NGINX_VARS('/body', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(body.length) }), { body });
