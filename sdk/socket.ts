@@ -15,6 +15,7 @@ import { Buffer } from 'node:buffer';
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import { getSystemErrorName } from 'node:util';
+import type { Address } from './index.js';
 
 /** What a LeanSocket tells its owner. Every method is called with the owner as `this`. @since 1.2.0 */
 export interface LeanOwner {
@@ -482,3 +483,27 @@ export function headerPartKind(s: string): number {
 export function badHeaderError(what: string, name: string, plugin: string): Error {
   return Object.assign(new Error(`${what} ${JSON.stringify(name).slice(0, 60)} contains CR, LF or NUL`), { code: 'UW_ERR_APP_RESPONSE', plugin });
 }
+
+/**
+ * Listen on `address` (TCP or UNIX path, with `backlog`) and hand every accepted connection to `accept` as a
+ * lean socket. Resolves with node's server once it listens (rejects with the listen error: EADDRINUSE …).
+ * @since 1.2.0
+ */
+export function listenLean(address: Address, backlog: number, accept: (socket: LeanSocket) => LeanOwner, onError: (err: Error) => void): Promise<net.Server> {
+  const srv = net.createServer({ allowHalfOpen: true });
+  return new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    const done = () => {
+      srv.removeListener('error', reject);
+      srv.on('error', onError);
+      acceptLean(srv, accept);
+      resolve(srv);
+    };
+    if (address.kind === 'tcp') srv.listen({ host: address.host, port: address.port, backlog }, done);
+    else srv.listen({ path: address.path, backlog }, done);
+  });
+}
+
+/** A destroyed socket's `writableLength` as a Wire reports it: full, so that a producer waits for 'close'
+ *  instead of writing on into nothing. @since 1.2.0 */
+export const DEAD_LENGTH = 2 ** 30;

@@ -13,10 +13,9 @@
 import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
-import net from 'node:net';
 import { STATUS_TEXT, type Env, type HeaderList, type HttpHead, type ListenerHandle, type ListenerInfo, type ServerHandle, type Wire } from '../../sdk/index.js';
 import {
-  acceptLean, badHeaderError, HEAD_ASCII, HEAD_BAD, headerPartKind, LeanBody, type LeanOwner, type LeanSocket,
+  badHeaderError, DEAD_LENGTH, HEAD_ASCII, HEAD_BAD, headerPartKind, LeanBody, listenLean, type LeanOwner, type LeanSocket,
 } from '../../sdk/socket.js';
 import { classify, FORBIDDEN_TRAILERS, HOST_BODY, validHost } from './common.js';
 
@@ -59,8 +58,6 @@ const PARSER_RESOURCE = {};
 const PARSERS: Parser[] = [];
 
 const EMPTY: string[] = [];
-/** Req.writableLength of a destroyed socket */
-const DEAD_LENGTH = 2 ** 30;
 /** more header fields than this (node:http's maxHeadersCount): 431 */
 const MAX_HEADER_FIELDS = 2000;
 /** reading stops while this much of the responses waits in the socket (a client that does not read) … */
@@ -658,33 +655,21 @@ export function listenLeanHttp(info: ListenerInfo, server: ServerHandle, timeout
   const l: ListenerState = { info, server, conns: new Set(), keepAlive: info.keepAlive, timeoutMs, idleMs, now: Date.now(), closed: null };
   const timer = setInterval(sweep, Math.max(50, Math.min(1000, Math.round(Math.min(timeoutMs, idleMs) / 4))), l);
   timer.unref();
-  const srv = net.createServer({ allowHalfOpen: true });
-  const a = info.address;
   const backlog = (server.options.listen as number | undefined) ?? 1024;
-  return new Promise((resolve, reject) => {
-    const onError = (e: Error) => { clearInterval(timer); reject(e); };
-    srv.once('error', onError);
-    const done = () => {
-      srv.removeListener('error', onError);
-      srv.on('error', (e) => server.log.error({ err: e }, 'listener error'));
-      acceptLean(srv, (socket) => {
-        const c = new Conn(socket, l);
-        l.conns.add(c);
-        return c;
-      });
-      resolve({
-        // resolves once the connections are gone too, as net.Server's close does (the core waits for that,
-        // a moment, before it destroys what remains: responses still flushing get their chance)
-        close: () => new Promise<void>((r) => {
-          const end = () => { clearInterval(timer); r(); };
-          srv.close(() => { if (l.conns.size === 0) end(); else l.closed = end; });
-        }),
-        closeIdle: () => { for (const c of l.conns) if (c.idle) c.socket.destroy(); },
-        connections: () => l.conns.size,
-        destroyAll: () => { for (const c of l.conns) c.socket.destroy(); },
-      });
-    };
-    if (a.kind === 'tcp') srv.listen({ host: a.host, port: a.port, backlog }, done);
-    else srv.listen({ path: a.path, backlog }, done);
-  });
+  const accept = (socket: LeanSocket): Conn => {
+    const c = new Conn(socket, l);
+    l.conns.add(c);
+    return c;
+  };
+  return listenLean(info.address, backlog, accept, (e) => server.log.error({ err: e }, 'listener error')).then((srv) => ({
+    // resolves once the connections are gone too, as net.Server's close does (the core waits for that,
+    // a moment, before it destroys what remains: responses still flushing get their chance)
+    close: () => new Promise<void>((r) => {
+      const end = () => { clearInterval(timer); r(); };
+      srv.close(() => { if (l.conns.size === 0) end(); else l.closed = end; });
+    }),
+    closeIdle: () => { for (const c of l.conns) if (c.idle) c.socket.destroy(); },
+    connections: () => l.conns.size,
+    destroyAll: () => { for (const c of l.conns) c.socket.destroy(); },
+  }), (e: unknown) => { clearInterval(timer); throw e; });
 }

@@ -22,7 +22,9 @@ import {
   definePlugin, type Address, type Env, type HeaderList, type ListenerHandle, type ListenerInfo, type Logger,
   type ServerHandle, type Wire,
 } from '../../sdk/index.js';
-import { acceptLean, type LeanOwner, type LeanSocket } from '../../sdk/socket.js';
+import {
+  badHeaderError, DEAD_LENGTH, HEAD_ASCII, HEAD_BAD, headerPartKind, LeanBody, listenLean, type LeanOwner, type LeanSocket,
+} from '../../sdk/socket.js';
 
 /** What a modifier handler receives: the packet as it arrived. */
 export interface UwsgiPacket {
@@ -83,6 +85,8 @@ interface ListenerState {
   modifiers: Map<number, ModifierHandler>;
   /** the open connections (each knows its index, `slot`: removal swaps the last one into its place) */
   conns: Conn[];
+  /** close()'s end: called when the listener is closed and its last connection is gone */
+  closed: (() => void) | null;
   where: string;
   /** coarse clock (ms), advanced by the sweep: stamping a connection costs no clock read */
   now: number;
@@ -113,6 +117,7 @@ function removeConn(l: ListenerState, c: Conn): void {
   const last = l.conns.pop()!;
   if (last !== c) { l.conns[c.slot] = last; last.slot = c.slot; }
   c.slot = -1;
+  if (l.closed !== null && l.conns.length === 0) { const f = l.closed; l.closed = null; f(); }
 }
 
 const CACHE_POSITIONS = 64;
@@ -232,40 +237,6 @@ class VarCache {
   }
 }
 
-/**
- * The body of one request: fed by the connection, paused/resumed for backpressure. An empty body ends when
- * it is first read (`eof`), not with a push(null) per request that nobody reads (a tick and a 'readable').
- */
-class Body extends Readable {
-  conn: Conn;
-  eof: boolean;
-  constructor(conn: Conn, empty: boolean) {
-    super();
-    this.conn = conn;
-    this.eof = empty;
-  }
-  override _read(): void {
-    if (this.eof) { this.eof = false; this.push(null); return; }
-    const c = this.conn;
-    if (c.paused) { c.paused = false; c.socket.resume(); }
-  }
-}
-
-// what checkHeaderPart finds in a status reason, header name or value
-const H_ASCII = 0;
-const H_WIDE = 1;   // a character above 0x7f: the head goes out as Latin-1, not glued to a UTF-8 body
-const H_BAD = 2;    // CR, LF or NUL
-
-function checkHeaderPart(s: string): number {
-  let r = H_ASCII;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 13 || c === 10 || c === 0) return H_BAD;
-    if (c > 127) r = H_WIDE;
-  }
-  return r;
-}
-
 type Listener = (...args: unknown[]) => void;
 
 /**
@@ -283,8 +254,7 @@ class Conn implements Wire, LeanOwner {
   modifier1 = 0;
   modifier2 = 0;
   remaining = 0;
-  body: Body | null = null;
-  paused = false;
+  body: LeanBody | null = null;
   // Wire
   headersSent = false;
   writableEnded = false;
@@ -454,7 +424,7 @@ class Conn implements Wire, LeanOwner {
     const p = env.SERVER_PROTOCOL;
     this.proto = p.length === 8 && p.startsWith('HTTP/') && p.charCodeAt(6) === 46 ? p : 'HTTP/1.0';
     this.noBody = env.REQUEST_METHOD === 'HEAD';
-    const body = new Body(this, cl === 0);
+    const body = new LeanBody(this.socket, cl === 0);
     this.body = body;
     this.remaining = cl;
     if (cl === 0) {
@@ -538,10 +508,7 @@ class Conn implements Wire, LeanOwner {
       return;
     }
     this.remaining -= c.length;
-    if (!body.push(c) && !this.paused) {
-      this.paused = true;
-      this.socket.pause();
-    }
+    body.feed(c);
   }
 
   /**
@@ -559,7 +526,7 @@ class Conn implements Wire, LeanOwner {
       this.state = S_GONE;
       this.l.log.debug({ listener: this.l.where }, `uwsgi client went away: ${what}`);
     } else this.refuse(what);
-    body?.destroy(new Error(what));
+    body?.fail(new Error(what));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -620,16 +587,16 @@ class Conn implements Wire, LeanOwner {
 
   private buildHead(status: number, reason: string, headers: HeaderList): void {
     const flat: string[] = [];
-    let kind = checkHeaderPart(reason);
-    if (kind === H_BAD) throw badHeader('status reason', reason);
+    let kind = headerPartKind(reason);
+    if (kind === HEAD_BAD) throw badHeaderError('status reason', reason, 'uwsgi');
     let h = `${this.proto} ${status} ${reason}\r\n`;
     for (let i = 0; i < headers.length; i++) {
       const e = headers[i]!;
       const k = e[0];
       const v = e[1];
-      const kk = checkHeaderPart(k);
-      const kv = checkHeaderPart(v);
-      if (kk === H_BAD || kv === H_BAD || k.length === 0) throw badHeader('response header', k);
+      const kk = headerPartKind(k);
+      const kv = headerPartKind(v);
+      if (kk === HEAD_BAD || kv === HEAD_BAD || k.length === 0) throw badHeaderError('response header', k, 'uwsgi');
       kind |= kk | kv;
       flat.push(k, v);
       // Transfer-Encoding is hop-by-hop and framing is the front end's job: nginx's uwsgi module does not
@@ -639,13 +606,15 @@ class Conn implements Wire, LeanOwner {
       h += `${k}: ${v}\r\n`;
     }
     this.head = h + '\r\n';
-    this.headAscii = kind === H_ASCII;
+    this.headAscii = kind === HEAD_ASCII;
     this.l.head = { proto: this.proto, status, reason, headers: flat, head: this.head, ascii: this.headAscii };
   }
 
   /** Streamed bodies keep producing while little is buffered (core/wsgi.ts DRAIN_SLACK). */
   get writableLength(): number {
-    return this.socket.writableLength;
+    // a destroyed socket takes nothing more: full, so that a producer waits for 'close' instead of spinning
+    const s = this.socket;
+    return s.destroyed ? DEAD_LENGTH : s.writableLength;
   }
 
   /** One socket write; a response that takes a second one gets TCP_NODELAY first (no Nagle wait on it). */
@@ -703,8 +672,7 @@ class Conn implements Wire, LeanOwner {
     if (this.state === S_BODY) {
       // the response is out before the body was read: stop reading, nothing more is needed
       this.state = S_GONE;
-      this.body?.push(null);
-      if (this.paused) { this.paused = false; s.resume(); }
+      this.body?.abandon();
     }
   }
 
@@ -722,9 +690,6 @@ class Conn implements Wire, LeanOwner {
   }
 }
 
-function badHeader(what: string, name: string): Error {
-  return Object.assign(new Error(`${what} ${JSON.stringify(name).slice(0, 60)} contains CR, LF or NUL`), { code: 'UW_ERR_APP_RESPONSE', plugin: 'uwsgi' });
-}
 
 /**
  * --socket-timeout, for every open connection of a listener at once (no timer per socket):
@@ -758,11 +723,11 @@ function sweepConns(l: ListenerState): void {
         c.socket.destroy();
         break;
       case S_BODY:
-        if (c.paused) { c.mark = now; break; } // the application is not reading: not the client's fault
+        if (c.body?.paused === true) { c.mark = now; break; } // the application is not reading: not the client's fault
         if (now - c.mark <= timeoutMs) break;
         l.log.debug({ listener: l.where }, 'uwsgi client too slow (--socket-timeout); connection closed');
         c.state = S_GONE;
-        c.body?.destroy(new Error('client too slow sending the request body (--socket-timeout)'));
+        c.body?.fail(new Error('client too slow sending the request body (--socket-timeout)'));
         c.socket.destroy();
         break;
     }
@@ -821,36 +786,30 @@ function listenUwsgi(info: ListenerInfo, server: ServerHandle, timeoutMs: number
     now: Date.now(),
     vars: new VarCache(),
     head: null,
+    closed: null,
   };
   const sweep = setInterval(sweepConns, Math.max(50, Math.min(1000, Math.round(timeoutMs / 4))), l);
   sweep.unref();
   // No noDelay here: a response is one write then close (Nagle never holds a first segment back), and a
   // response that writes again sets TCP_NODELAY then (Conn.send): one setsockopt saved per connection.
   // Connections run on lean sockets (sdk/socket.ts): no net.Socket stream machinery per connection.
-  const srv = net.createServer({ allowHalfOpen: true });
   const backlog = (server.options.listen as number | undefined) ?? 1024;
-  const a = info.address;
-  return new Promise((resolve, reject) => {
-    const onError = (e: Error) => { clearInterval(sweep); reject(e); };
-    srv.once('error', onError);
-    const done = () => {
-      srv.removeListener('error', onError);
-      srv.on('error', (e) => log.error({ err: e }, 'uwsgi listener error'));
-      acceptLean(srv, (socket) => {
-        const c = new Conn(socket, l);
-        addConn(l, c);
-        return c;
-      });
-      resolve({
-        close: () => new Promise<void>((r) => { clearInterval(sweep); srv.close(() => r()); }),
-        closeIdle: () => { for (const c of [...l.conns]) if (c.state === S_HEAD && c.acc === null) c.socket.destroy(); },
-        connections: () => l.conns.length,
-        destroyAll: () => { for (const c of [...l.conns]) c.socket.destroy(); },
-      });
-    };
-    if (a.kind === 'tcp') srv.listen({ host: a.host, port: a.port, backlog }, done);
-    else srv.listen({ path: a.path, backlog }, done);
-  });
+  const accept = (socket: LeanSocket): Conn => {
+    const c = new Conn(socket, l);
+    addConn(l, c);
+    return c;
+  };
+  return listenLean(info.address, backlog, accept, (e) => log.error({ err: e }, 'uwsgi listener error')).then((srv) => ({
+    // resolves once the connections are gone too (responses still flushing get their chance; the core bounds
+    // the wait before it destroys what remains)
+    close: () => new Promise<void>((r) => {
+      const end = () => { clearInterval(sweep); r(); };
+      srv.close(() => { if (l.conns.length === 0) end(); else l.closed = end; });
+    }),
+    closeIdle: () => { for (const c of [...l.conns]) if (c.state === S_HEAD && c.acc === null) c.socket.destroy(); },
+    connections: () => l.conns.length,
+    destroyAll: () => { for (const c of [...l.conns]) c.socket.destroy(); },
+  }), (e: unknown) => { clearInterval(sweep); throw e; });
 }
 
 export default definePlugin<UwsgiApi>({
