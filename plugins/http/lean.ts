@@ -58,6 +58,10 @@ const PARSER_RESOURCE = {};
 const PARSERS: Parser[] = [];
 
 const EMPTY: string[] = [];
+/** a body chunk up to this size leaves in one buffer with the head or chunk framing (copied); a larger one
+ *  in a writev beside them */
+const JOIN_MAX = 16384;
+const CRLF = Buffer.from('\r\n');
 /** more header fields than this (node:http's maxHeadersCount): 431 */
 const MAX_HEADER_FIELDS = 2000;
 /** reading stops while this much of the responses waits in the socket (a client that does not read) … */
@@ -213,6 +217,12 @@ class Req extends EventEmitter implements Wire, HttpHead {
       chunk = Buffer.from(chunk);
     }
     if (pre === null && post === '') return s.write(chunk);
+    if (len > JOIN_MAX) {
+      // a large chunk is not copied behind the head: one writev of the pieces
+      const parts: Uint8Array[] = pre === null ? [chunk] : [Buffer.from(pre, 'latin1'), chunk];
+      if (post) parts.push(CRLF);
+      return s.writev(parts);
+    }
     const a = pre === null ? 0 : pre.length;
     const b = Buffer.allocUnsafe(a + len + post.length);
     if (pre !== null) b.write(pre, 0, 'latin1');
