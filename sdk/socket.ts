@@ -479,6 +479,14 @@ export function headerPartKind(s: string): number {
   return kind;
 }
 
+/** Scan one response header: its kind (HEAD_ASCII or HEAD_WIDE), or the error for a CR, LF or NUL in it or
+ *  an empty name (thrown: the core answers 500). @since 1.2.0 */
+export function headerPairKind(name: string, value: string, plugin: string): number {
+  const kind = headerPartKind(name) | headerPartKind(value);
+  if (kind >= HEAD_BAD || name.length === 0) throw badHeaderError('response header', name, plugin);
+  return kind;
+}
+
 /** The error for a response head part that `headerPartKind` refused (the core answers 500). @since 1.2.0 */
 export function badHeaderError(what: string, name: string, plugin: string): Error {
   return Object.assign(new Error(`${what} ${JSON.stringify(name).slice(0, 60)} contains CR, LF or NUL`), { code: 'UW_ERR_APP_RESPONSE', plugin });

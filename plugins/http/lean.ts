@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { STATUS_TEXT, type Env, type HeaderList, type HttpHead, type ListenerHandle, type ListenerInfo, type ServerHandle, type Wire } from '../../sdk/index.js';
 import {
-  badHeaderError, DEAD_LENGTH, HEAD_ASCII, HEAD_BAD, headerPartKind, LeanBody, listenLean, type LeanOwner, type LeanSocket,
+  badHeaderError, DEAD_LENGTH, HEAD_ASCII, HEAD_BAD, headerPairKind, headerPartKind, LeanBody, listenLean, type LeanOwner, type LeanSocket,
 } from '../../sdk/socket.js';
 import { classify, FORBIDDEN_TRAILERS, HOST_BODY, validHost } from './common.js';
 
@@ -143,10 +143,7 @@ class Req extends EventEmitter implements Wire, HttpHead {
       const e = headers[i]!;
       const k = e[0];
       const v = e[1];
-      const kk = headerPartKind(k);
-      const kv = headerPartKind(v);
-      if (kk === HEAD_BAD || kv === HEAD_BAD || k.length === 0) throw badHeaderError('response header', k, 'http');
-      kind |= kk | kv;
+      kind |= headerPairKind(k, v, 'http');
       switch (k.length) {
         case 4: if (k.toLowerCase() === 'date') date = true; break;
         case 10:

@@ -23,7 +23,7 @@ import {
   type ServerHandle, type Wire,
 } from '../../sdk/index.js';
 import {
-  badHeaderError, DEAD_LENGTH, HEAD_ASCII, HEAD_BAD, headerPartKind, LeanBody, listenLean, type LeanOwner, type LeanSocket,
+  badHeaderError, DEAD_LENGTH, HEAD_ASCII, HEAD_BAD, headerPairKind, headerPartKind, LeanBody, listenLean, type LeanOwner, type LeanSocket,
 } from '../../sdk/socket.js';
 
 /** What a modifier handler receives: the packet as it arrived. */
@@ -594,10 +594,7 @@ class Conn implements Wire, LeanOwner {
       const e = headers[i]!;
       const k = e[0];
       const v = e[1];
-      const kk = headerPartKind(k);
-      const kv = headerPartKind(v);
-      if (kk === HEAD_BAD || kv === HEAD_BAD || k.length === 0) throw badHeaderError('response header', k, 'uwsgi');
-      kind |= kk | kv;
+      kind |= headerPairKind(k, v, 'uwsgi');
       flat.push(k, v);
       // Transfer-Encoding is hop-by-hop and framing is the front end's job: nginx's uwsgi module does not
       // decode a chunked upstream body (it would reach the client still chunk-framed, inside nginx's own
