@@ -107,20 +107,19 @@ async function runAll(vectors: Vector[], port: number): Promise<string[]> {
   return failures;
 }
 
-for (const [option, portOf] of [['--http', () => httpPort], ['--http-socket', () => socketPort]] as const) {
-  test(`gunicorn request corpus (${option})`, { skip: dir ? false : 'test vectors not found (../shared/test-vectors/http)' }, async () => {
-    const vs = gunicornVectors(dir!);
-    assert.ok(vs.length > 130, `only ${vs.length} gunicorn vectors`);
-    assert.ok(vs.filter((v) => v.valid).length > 55);
-    const failures = await runAll(vs, portOf());
-    assert.deepEqual(failures, []);
-  });
+const CORPORA = [
+  { name: 'gunicorn request corpus', load: gunicornVectors, min: 130, minValid: 55 },
+  { name: 'llhttp request vectors', load: llhttpVectors, min: 100, minValid: 50 },
+];
 
-  test(`llhttp request vectors (${option})`, { skip: dir ? false : 'test vectors not found (../shared/test-vectors/http)' }, async () => {
-    const vs = llhttpVectors(dir!);
-    assert.ok(vs.length > 100, `only ${vs.length} llhttp vectors`);
-    assert.ok(vs.filter((v) => v.valid).length > 50);
-    const failures = await runAll(vs, portOf());
-    assert.deepEqual(failures, []);
-  });
+for (const [option, portOf] of [['--http', () => httpPort], ['--http-socket', () => socketPort]] as const) {
+  for (const c of CORPORA) {
+    test(`${c.name} (${option})`, { skip: dir ? false : 'test vectors not found (../shared/test-vectors/http)' }, async () => {
+      const vs = c.load(dir!);
+      assert.ok(vs.length > c.min, `only ${vs.length} vectors in the ${c.name}`);
+      assert.ok(vs.filter((v) => v.valid).length > c.minValid);
+      const failures = await runAll(vs, portOf());
+      assert.deepEqual(failures, []);
+    });
+  }
 }
