@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
  * The SDK version plugins are checked against (`plugin.sdk` is a semver range over it).
  * @since 1.0.0
  */
-export const SDK_VERSION = '1.2.0';
+export const SDK_VERSION = '1.3.0';
 
 /**
  * Named stages for ordering taps on one hook: lower runs first.

@@ -12,6 +12,7 @@
 // It uses node's stream-handle binding (`process.binding('tcp_wrap' / 'stream_wrap')`, on node's allowlist).
 // Where that is not available the same interface runs over a net.Socket: slower, identical behaviour.
 import { Buffer } from 'node:buffer';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import { getSystemErrorName } from 'node:util';
@@ -89,6 +90,11 @@ interface StreamHandle {
 }
 interface SockName { address?: string; port?: number }
 interface Binding {
+  /** wraps for a descriptor accepted by the native helper */
+  TCP: (new (type: number) => StreamHandle & { open(fd: number): number }) | null;
+  Pipe: (new (type: number) => StreamHandle & { open(fd: number): number }) | null;
+  tcpSocket: number;
+  pipeSocket: number;
   WriteWrap: new () => Req;
   ShutdownWrap: new () => Req;
   state: Int32Array;
@@ -106,7 +112,13 @@ function loadBinding(): Binding | null {
     const uv = pb('uv') as Record<string, unknown>;
     const state = sw.streamBaseState;
     if (typeof sw.WriteWrap !== 'function' || typeof sw.ShutdownWrap !== 'function' || !(state instanceof Int32Array)) return null;
+    const tw = pb('tcp_wrap') as { TCP?: Binding['TCP']; constants?: { SOCKET?: number } };
+    const pw = pb('pipe_wrap') as { Pipe?: Binding['Pipe']; constants?: { SOCKET?: number } };
     const b: Binding = {
+      TCP: typeof tw.TCP === 'function' && typeof tw.constants?.SOCKET === 'number' ? tw.TCP : null,
+      Pipe: typeof pw.Pipe === 'function' && typeof pw.constants?.SOCKET === 'number' ? pw.Pipe : null,
+      tcpSocket: tw.constants?.SOCKET ?? 0,
+      pipeSocket: pw.constants?.SOCKET ?? 0,
       WriteWrap: sw.WriteWrap as Binding['WriteWrap'],
       ShutdownWrap: sw.ShutdownWrap as Binding['ShutdownWrap'],
       state,
@@ -131,6 +143,43 @@ const K_ASYNC = B?.kAsync ?? 0;
 const UV_EOF = B?.EOF ?? -4095;
 /** how much a corked socket collects before it writes anyway */
 const CORK_MAX = 16384;
+
+// ---------------------------------------------------------------------------------------------
+// the optional native helper (native/uwcore_native.c, built by `npm install`; see acceptLean)
+
+interface Native {
+  setIntOpt(fd: number, level: number, name: number, value: number): number;
+  write(fd: number, data: string | Uint8Array, utf8: boolean): number;
+  writev(fd: number, chunks: Uint8Array[]): number;
+  close(fd: number): number;
+  name(fd: number, peer: boolean, out: SockName): number;
+  acceptor(fd: number, slab: Buffer, meta: Int32Array, onBatch: (err: number) => void): object;
+  acceptorSlab(acceptor: object, slab: Buffer): void;
+  acceptorPoll(acceptor: object, on: boolean): number;
+  acceptorClose(acceptor: object): void;
+}
+
+function loadNative(): Native | null {
+  if (B === null || B.TCP === null || B.Pipe === null || process.platform !== 'linux' || process.env.UWCORE_NATIVE === '0') return null;
+  const req = createRequire(import.meta.url);
+  // dist/sdk/socket.js → native/build/Release (where `npm install` built it); a `uwcore build` bundle has it beside
+  for (const p of ['../../native/build/Release/uwcore_native.node', './uwcore_native.node']) {
+    try {
+      return req(p) as Native;
+    } catch { /* next */ }
+  }
+  return null;
+}
+
+const N = loadNative();
+/** true when the native helper is built and loaded (TCP_DEFER_ACCEPT and the native accept path). @since 1.3.0 */
+export const nativeSockets = N !== null;
+const IPPROTO_TCP = 6;
+const TCP_NODELAY = 1;
+const TCP_DEFER_ACCEPT = 9;
+const UV_EAGAIN = -11;
+/** descriptors closed while still bare: their owners hear onClose when the current call returns */
+const fdClosed: HandleSocket[] = [];
 
 /** One WriteWrap serves every write that completes at once (node binds it to a request only when a write
  *  is queued); a queued write takes it, and a new spare is made. */
@@ -197,7 +246,12 @@ function afterClose(this: StreamHandle): void {
 }
 
 class HandleSocket implements LeanSocket {
-  h: StreamHandle;
+  /** the stream handle; null while the connection is still a bare descriptor from the native acceptor */
+  h: StreamHandle | null;
+  /** the descriptor while `h` is null (-1 once on a handle or closed) */
+  fd = -1;
+  /** a UNIX-socket descriptor (wrapped in a Pipe, not a TCP handle, when it moves to libuv) */
+  pipe = false;
   o: LeanOwner;
   /** async writes not yet completed */
   pending = 0;
@@ -213,12 +267,12 @@ class HandleSocket implements LeanSocket {
   private peer: SockName | null = null;
   private local: SockName | null = null;
 
-  constructor(h: StreamHandle, o: LeanOwner) {
+  constructor(h: StreamHandle | null, o: LeanOwner) {
     this.h = h;
     this.o = o;
   }
 
-  get writableLength(): number { return this.closed ? 0 : this.h.writeQueueSize + this.corkBytes; }
+  get writableLength(): number { return this.closed ? 0 : (this.h === null ? 0 : this.h.writeQueueSize) + this.corkBytes; }
   get corked(): boolean { return this.corkBufs !== null; }
   get destroyed(): boolean { return this.closed; }
 
@@ -231,7 +285,8 @@ class HandleSocket implements LeanSocket {
     const out: SockName = {};
     const h = this.h;
     if (this.closed) return out;
-    if (peer) h.getpeername?.(out); else h.getsockname?.(out);
+    if (h === null) N!.name(this.fd, peer, out);
+    else if (peer) h.getpeername?.(out); else h.getsockname?.(out);
     return out;
   }
 
@@ -247,6 +302,7 @@ class HandleSocket implements LeanSocket {
       return this.corkBytes < CORK_MAX || this.flushCork();
     }
     const h = this.h;
+    if (h === null) return this.fdWrite(data, encoding);
     const req = writeReq(this);
     const err = typeof data !== 'string' ? h.writeBuffer(req, data)
       : encoding === 'latin1' ? h.writeLatin1String(req, data) : h.writeUtf8String(req, data);
@@ -259,8 +315,12 @@ class HandleSocket implements LeanSocket {
       for (const c of chunks) { this.corkBufs.push(c); this.corkBytes += c.byteLength; }
       return this.corkBytes < CORK_MAX || this.flushCork();
     }
+    if (this.h === null) {
+      if (chunks.length > 64) this.toHandle();
+      else return this.fdWritev(chunks);
+    }
     const req = writeReq(this);
-    return this.dispatched(req, this.h.writev(req, chunks, true), chunks);
+    return this.dispatched(req, this.h!.writev(req, chunks, true), chunks);
   }
 
   private dispatched(req: Req, err: number, data: unknown): boolean {
@@ -271,6 +331,56 @@ class HandleSocket implements LeanSocket {
     this.pending++;
     this.wantDrain = true;
     return false;
+  }
+
+  /** write(2) straight to the descriptor; what the kernel does not take goes on through libuv */
+  private fdWrite(data: string | Uint8Array, encoding?: 'latin1' | 'utf8'): boolean {
+    const isString = typeof data === 'string';
+    const utf8 = isString && encoding !== 'latin1';
+    const len = !isString ? data.byteLength : utf8 ? Buffer.byteLength(data, 'utf8') : data.length;
+    const n = N!.write(this.fd, data, utf8);
+    if (n === len) return true;
+    if (n < 0 && n !== UV_EAGAIN) { this.fail(n, 'write'); return false; }
+    const b = isString ? Buffer.from(data, utf8 ? 'utf8' : 'latin1') : data;
+    this.toHandle();
+    return this.write(b.subarray(n > 0 ? n : 0));
+  }
+
+  private fdWritev(chunks: Uint8Array[]): boolean {
+    let len = 0;
+    for (const c of chunks) len += c.byteLength;
+    let n = N!.writev(this.fd, chunks);
+    if (n === len) return true;
+    if (n < 0 && n !== UV_EAGAIN) { this.fail(n, 'write'); return false; }
+    const rest: Uint8Array[] = [];
+    for (const c of chunks) {
+      if (n >= c.byteLength) { n -= c.byteLength; continue; }
+      rest.push(n > 0 ? c.subarray(n) : c);
+      n = 0;
+    }
+    this.toHandle();
+    return this.writev(rest);
+  }
+
+  /** The descriptor becomes an ordinary libuv stream handle (reading if the owner has not paused). */
+  toHandle(): void {
+    const fd = this.fd;
+    if (this.h !== null || this.closed) return;
+    const b = B!;
+    const h = this.pipe ? new b.Pipe!(b.pipeSocket) : new b.TCP!(b.tcpSocket);
+    this.fd = -1;
+    const err = h.open(fd);
+    if (err !== 0) {
+      N!.close(fd);
+      this.closed = true;
+      fdClosed.push(this);
+      this.o.onError(uvError(err, 'open'));
+      return;
+    }
+    h.sock = this;
+    h.onread = onRead;
+    this.h = h;
+    if (this.reading) h.readStart();
   }
 
   cork(): void {
@@ -292,6 +402,8 @@ class HandleSocket implements LeanSocket {
   end(): void {
     if (this.closed || this.ending) return;
     if (this.corkBufs !== null) this.flushCork();
+    this.toHandle(); // a half-close waits for the peer's FIN: that needs reading
+    if (this.closed) return;
     this.ending = true;
     if (this.pending === 0) this.shutdown();
   }
@@ -300,7 +412,7 @@ class HandleSocket implements LeanSocket {
     const req = new B!.ShutdownWrap();
     req.oncomplete = afterShutdown;
     req.sock = this;
-    const err = this.h.shutdown(req);
+    const err = this.h!.shutdown(req);
     if (err !== 0) this.destroy(); // not connected any more
   }
 
@@ -308,7 +420,10 @@ class HandleSocket implements LeanSocket {
     if (this.closed) return;
     this.closed = true;
     this.corkBufs = null;
-    this.h.close(afterClose);
+    if (this.h !== null) { this.h.close(afterClose); return; }
+    N!.close(this.fd);
+    this.fd = -1;
+    fdClosed.push(this); // onClose once the owner's current call has returned, as after a handle's close
   }
 
   fail(status: number, syscall: string): void {
@@ -320,21 +435,25 @@ class HandleSocket implements LeanSocket {
   pause(): void {
     if (!this.reading || this.closed) return;
     this.reading = false;
-    this.h.readStop();
+    this.h?.readStop();
   }
 
   resume(): void {
     if (this.reading || this.readEnded || this.closed) return;
     this.reading = true;
-    this.h.readStart();
+    this.h?.readStart();
   }
 
   setNoDelay(on: boolean): void {
-    if (!this.closed) this.h.setNoDelay?.(on);
+    if (this.closed) return;
+    if (this.h !== null) this.h.setNoDelay?.(on);
+    else if (!this.pipe) N!.setIntOpt(this.fd, IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0);
   }
 
   detach(): net.Socket {
+    this.toHandle();
     const h = this.h;
+    if (h === null) throw uvError(-9, 'detach'); // EBADF: the connection is gone
     this.closed = true;
     h.readStop();
     h.sock = null; // node's net.Socket sets its own onread
@@ -389,21 +508,46 @@ class NetSocket implements LeanSocket {
   }
 }
 
+/** Options of `acceptLean` / `listenLean`. @since 1.3.0 */
+export interface LeanListenOptions {
+  /**
+   * Set TCP_DEFER_ACCEPT for this many seconds on a TCP socket (0 or absent: not set), as uWSGI does on its
+   * sockets: the kernel hands a connection over only once its first bytes have arrived (or the time is up),
+   * for protocols where the client speaks first. It needs the native helper (`nativeSockets`); with it,
+   * the connections are also accepted by the helper, which reads their first bytes at once (see acceptLean).
+   */
+  deferAccept?: number;
+}
+
 /**
  * Take over the connections a listening `net.Server` accepts (call it once 'listening' was emitted; works for a
  * socket shared by node:cluster too). `accept(socket)` returns the connection's owner; it is called once per
  * connection, before any data. The server must not have 'connection' listeners of its own.
- * @since 1.2.0
+ *
+ * With `deferAccept` and the native helper, the helper accepts: per wakeup it takes every waiting connection
+ * and its first bytes, and JavaScript runs them in one call; a connection the owner closes during that call
+ * (a request answered at once) never becomes a libuv handle: write(2) and close(2) go straight to its
+ * descriptor. Any other connection becomes an ordinary stream handle before the call returns. The owner sees
+ * the same calls in the same order either way.
+ * @since 1.2.0 (options @since 1.3.0)
  */
-export function acceptLean(server: net.Server, accept: (socket: LeanSocket) => LeanOwner): void {
-  const handle = (server as unknown as { _handle: { onconnection: unknown } | null })._handle;
+export function acceptLean(server: net.Server, accept: (socket: LeanSocket) => LeanOwner, opts: LeanListenOptions = {}): void {
+  const handle = (server as unknown as { _handle: ListenHandle | null })._handle;
   if (B === null || handle === null || typeof handle.onconnection !== 'function') {
+    modes.set(server, 'net');
     server.on('connection', (s: net.Socket) => {
       const ls = new NetSocket(s, NO_OWNER);
       ls.o = accept(ls);
     });
     return;
   }
+  const defer = Math.ceil(opts.deferAccept ?? 0);
+  if (N !== null && defer > 0 && typeof handle.fd === 'number' && handle.fd >= 0
+    && N.setIntOpt(handle.fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, defer) === 0 && nativeAccept(server, handle, accept)) {
+    modes.set(server, 'native');
+    return;
+  }
+  modes.set(server, 'handles');
   handle.onconnection = function onConnection(err: number, h: StreamHandle | undefined): void {
     if (err !== 0 || h === undefined) return; // accept failed (EMFILE …): node's own server ignores it too
     const s = new HandleSocket(h, NO_OWNER);
@@ -412,6 +556,87 @@ export function acceptLean(server: net.Server, accept: (socket: LeanSocket) => L
     h.onread = onRead;
     h.readStart();
   };
+}
+
+interface ListenHandle { onconnection: unknown; fd?: number; close(): void }
+
+const modes = new WeakMap<net.Server, LeanAcceptMode>();
+/** How a server's connections are accepted: 'native' (the native acceptor, TCP_DEFER_ACCEPT set), 'handles'
+ *  (libuv accepts, connections on stream handles), 'net' (net.Socket fallback). @since 1.3.0 */
+export type LeanAcceptMode = 'native' | 'handles' | 'net';
+/** The accept mode acceptLean chose for `server` (undefined: not a lean server). @since 1.3.0 */
+export function leanAcceptMode(server: net.Server): LeanAcceptMode | undefined {
+  return modes.get(server);
+}
+
+/** connections per native batch, and the slab their first bytes are read into (each read takes ≤ 16 KiB) */
+const BATCH = 64;
+const SLAB = 65536;
+const FIRST_READ_MAX = 16384;
+
+/** The native helper accepts on a duplicate of the listening descriptor; node's own handle is closed. */
+function nativeAccept(server: net.Server, handle: ListenHandle, accept: (socket: LeanSocket) => LeanOwner): boolean {
+  const n = N!;
+  const meta = new Int32Array(2 + 3 * BATCH);
+  const pipe = typeof server.address() === 'string';
+  let slab = Buffer.allocUnsafeSlow(SLAB);
+  let acc: object | null = null;
+  let stopped = false;
+  const onBatch = (err: number): void => {
+    const count = meta[1]!;
+    let thrown: unknown = null;
+    for (let i = 0, j = 2; i < count; i++, j += 3) {
+      try { acceptFd(meta[j]!, slab, meta[j + 1]!, meta[j + 2]!, pipe, accept); } catch (e) { thrown ??= e; }
+    }
+    meta[1] = 0;
+    if (SLAB - meta[0]! < FIRST_READ_MAX) {
+      // the chunks handed out keep the old slab alive as long as their owners do
+      slab = Buffer.allocUnsafeSlow(SLAB);
+      meta[0] = 0;
+      n.acceptorSlab(acc!, slab);
+    }
+    if (err !== 0) {
+      // EMFILE and the like: the helper stopped accepting; try again shortly (the connections wait in the backlog)
+      if (server.listenerCount('error') > 0) server.emit('error', uvError(err, 'accept'));
+      setTimeout(() => { if (!stopped) n.acceptorPoll(acc!, true); }, 100);
+    }
+    if (thrown !== null) throw thrown;
+  };
+  try {
+    acc = n.acceptor(handle.fd!, slab, meta, onBatch);
+  } catch {
+    return false;
+  }
+  const addr = server.address();
+  // node's descriptor for the socket closes (the prototype's close: in a cluster worker the instance's close
+  // would also tell the primary this worker left the socket; it has not, it serves it through the duplicate)
+  (Object.getPrototypeOf(handle) as ListenHandle).close.call(handle);
+  server.address = () => addr;
+  const close = server.close;
+  server.close = function closeNative(this: net.Server, cb?: (err?: Error) => void): net.Server {
+    if (!stopped) { stopped = true; n.acceptorClose(acc!); }
+    return close.call(this, cb);
+  };
+  return true;
+}
+
+/** One connection of a native batch: its owner gets the first bytes; unless it closed the connection during
+ *  that call, the descriptor becomes a libuv handle. */
+function acceptFd(fd: number, slab: Buffer, off: number, len: number, pipe: boolean, accept: (socket: LeanSocket) => LeanOwner): void {
+  const s = new HandleSocket(null, NO_OWNER);
+  s.fd = fd;
+  s.pipe = pipe;
+  try {
+    s.o = accept(s);
+    if (len > 0) s.o.onData(slab.subarray(off, off + len));
+    else if (len < 0 && len !== UV_EAGAIN) s.fail(len, 'read');
+    // len 0 (the peer closed) or EAGAIN: the handle reads that (again) below
+  } finally {
+    if (s.o === NO_OWNER) s.destroy(); // accept() threw: nobody would answer this connection
+    else if (!s.closed) s.toHandle();
+    // bare descriptors are closed only inside this call; their owners hear onClose now
+    if (fdClosed.length > 0) for (const c of fdClosed.splice(0)) c.o.onClose();
+  }
 }
 
 const NO_OWNER: LeanOwner = { onData() {}, onEnd() {}, onDrain() {}, onClose() {}, onError() {} };
@@ -497,14 +722,14 @@ export function badHeaderError(what: string, name: string, plugin: string): Erro
  * lean socket. Resolves with node's server once it listens (rejects with the listen error: EADDRINUSE …).
  * @since 1.2.0
  */
-export function listenLean(address: Address, backlog: number, accept: (socket: LeanSocket) => LeanOwner, onError: (err: Error) => void): Promise<net.Server> {
+export function listenLean(address: Address, backlog: number, accept: (socket: LeanSocket) => LeanOwner, onError: (err: Error) => void, opts: LeanListenOptions = {}): Promise<net.Server> {
   const srv = net.createServer({ allowHalfOpen: true });
   return new Promise((resolve, reject) => {
     srv.once('error', reject);
     const done = () => {
       srv.removeListener('error', reject);
       srv.on('error', onError);
-      acceptLean(srv, accept);
+      acceptLean(srv, accept, opts);
       resolve(srv);
     };
     if (address.kind === 'tcp') srv.listen({ host: address.host, port: address.port, backlog }, done);

@@ -25,6 +25,7 @@ export const CORE_OPTIONS: OptionSpec[] = [
   { name: 'reload-mercy', type: 'seconds', default: 60, min: 0, arg: 'S', help: 'on SIGTERM/SIGINT, how long in-flight requests may run before their connections are closed' },
   { name: 'worker-reload-mercy', type: 'seconds', default: 60, min: 0, arg: 'S', help: 'on a reload, how long an old worker may finish its requests before it is killed' },
   { name: 'listen', type: 'int', default: 1024, min: 1, max: 65535, short: 'l', arg: 'N', help: 'listen backlog of every socket' },
+  { name: 'no-defer-accept', type: 'bool', default: false, help: 'do not set TCP_DEFER_ACCEPT on uwsgi TCP sockets (by default, as in uWSGI, the kernel hands a connection over only once its first bytes arrived, for up to --socket-timeout)' },
   { name: 'harakiri', type: 'seconds', default: 0, min: 0, short: 't', arg: 'S', help: 'a request running longer than S seconds gets its thread (the app then runs in worker threads) killed and replaced; the client gets 504 (0 = off)' },
   { name: 'max-requests', type: 'int', default: 0, min: 0, short: 'R', arg: 'N', impliesMaster: true, help: 'gracefully replace a worker after N requests (0 = never)' },
   { name: 'reload-on-rss', type: 'int', default: 0, min: 0, arg: 'MB', impliesMaster: true, help: 'gracefully replace a worker whose resident memory passes MB megabytes (0 = never)' },

@@ -191,7 +191,7 @@ export function listenHttp(listener: ListenerInfo, server: ServerHandle, timeout
 export default definePlugin({
   name: 'http',
   version: '1.0.0',
-  sdk: '^1.0.0',
+  sdk: '^1.2.0',
   description: 'HTTP/1.0 and 1.1 listeners on node:http (--http, --http-socket)',
   options: [
     { name: 'http', type: 'addr', multiple: true, arg: 'ADDR', help: 'serve HTTP on ADDR with keep-alive (:8000, 8000 and host:port are TCP; other values without a colon are UNIX socket paths)' },

@@ -23,7 +23,7 @@ import {
   type ServerHandle, type Wire,
 } from '../../sdk/index.js';
 import {
-  badHeaderError, DEAD_LENGTH, HEAD_ASCII, HEAD_BAD, headerPairKind, headerPartKind, LeanBody, listenLean, type LeanOwner, type LeanSocket,
+  badHeaderError, DEAD_LENGTH, HEAD_ASCII, HEAD_BAD, headerPairKind, headerPartKind, LeanBody, leanAcceptMode, listenLean, type LeanOwner, type LeanSocket,
 } from '../../sdk/socket.js';
 
 /** What a modifier handler receives: the packet as it arrived. */
@@ -796,23 +796,34 @@ function listenUwsgi(info: ListenerInfo, server: ServerHandle, timeoutMs: number
     addConn(l, c);
     return c;
   };
-  return listenLean(info.address, backlog, accept, (e) => log.error({ err: e }, 'uwsgi listener error')).then((srv) => ({
-    // resolves once the connections are gone too (responses still flushing get their chance; the core bounds
-    // the wait before it destroys what remains)
-    close: () => new Promise<void>((r) => {
-      const end = () => { clearInterval(sweep); r(); };
-      srv.close(() => { if (l.conns.length === 0) end(); else l.closed = end; });
-    }),
-    closeIdle: () => { for (const c of [...l.conns]) if (c.state === S_HEAD && c.acc === null) c.socket.destroy(); },
-    connections: () => l.conns.length,
-    destroyAll: () => { for (const c of [...l.conns]) c.socket.destroy(); },
-  }), (e: unknown) => { clearInterval(sweep); throw e; });
+  // TCP_DEFER_ACCEPT (uWSGI's default, --no-defer-accept turns it off): the kernel holds a connection until its
+  // packet arrives, for up to --socket-timeout; with the native helper the first bytes come with the accept
+  const deferAccept = info.address.kind === 'tcp' && server.options['no-defer-accept'] !== true ? timeoutMs / 1000 : 0;
+  return listenLean(info.address, backlog, accept, (e) => log.error({ err: e }, 'uwsgi listener error'), { deferAccept }).then((srv) => {
+    if (info.address.kind === 'tcp') {
+      const native = leanAcceptMode(srv) === 'native';
+      log.info({ listener: l.where, deferAccept: native ? Math.ceil(deferAccept) : 0, nativeAccept: native },
+        native ? `uwsgi socket ${l.where}: deferred accept (TCP_DEFER_ACCEPT ${Math.ceil(deferAccept)} s), native accept`
+          : `uwsgi socket ${l.where}: accept through libuv (${deferAccept === 0 ? '--no-defer-accept' : 'native helper not built'})`);
+    }
+    return {
+      // resolves once the connections are gone too (responses still flushing get their chance; the core bounds
+      // the wait before it destroys what remains)
+      close: () => new Promise<void>((r) => {
+        const end = () => { clearInterval(sweep); r(); };
+        srv.close(() => { if (l.conns.length === 0) end(); else l.closed = end; });
+      }),
+      closeIdle: () => { for (const c of [...l.conns]) if (c.state === S_HEAD && c.acc === null) c.socket.destroy(); },
+      connections: () => l.conns.length,
+      destroyAll: () => { for (const c of [...l.conns]) c.socket.destroy(); },
+    };
+  }, (e: unknown) => { clearInterval(sweep); throw e; });
 }
 
 export default definePlugin<UwsgiApi>({
   name: 'uwsgi',
   version: '1.0.0',
-  sdk: '^1.0.0',
+  sdk: '^1.3.0',
   description: 'the uwsgi binary protocol, as nginx\'s uwsgi_pass speaks it (--uwsgi-socket, --socket)',
   options: [
     { name: 'uwsgi-socket', type: 'addr', multiple: true, alias: ['socket'], short: 's', arg: 'ADDR', help: 'serve the uwsgi protocol (nginx uwsgi_pass) on ADDR: host:port, :port or a UNIX socket path' },

@@ -1,15 +1,17 @@
 // uwcore/sdk/socket: lean connections behave like net sockets for what protocol plugins use (reads, half
-// close, queued writes and drain, pause/resume, destroy, hand-over to a net.Socket), on node's stream handles
-// and in the net.Socket fallback (the same cases, run again in a child with UWCORE_LEAN_SOCKETS=0).
+// close, queued writes and drain, pause/resume, destroy, hand-over to a net.Socket), on node's stream handles,
+// on descriptors from the native acceptor (the same cases, run again in a child with UWCORE_TEST_NATIVE=1:
+// listeners with deferAccept) and in the net.Socket fallback (again, in a child with UWCORE_LEAN_SOCKETS=0).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
-import { acceptLean, leanSockets, type LeanOwner, type LeanSocket } from '../../sdk/socket.js';
+import { acceptLean, leanSockets, nativeSockets, type LeanOwner, type LeanSocket } from '../../sdk/socket.js';
 
 const fallback = process.env.UWCORE_LEAN_SOCKETS === '0';
+const native = process.env.UWCORE_TEST_NATIVE === '1';
 
 class Recorder implements LeanOwner {
   chunks: Buffer[] = [];
@@ -30,7 +32,7 @@ async function serve(onData?: (r: Recorder, d: Buffer) => void): Promise<{ port:
   const srv = net.createServer({ allowHalfOpen: true });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const conns: Recorder[] = [];
-  acceptLean(srv, (s) => { const r = new Recorder(s, onData); conns.push(r); return r; });
+  acceptLean(srv, (s) => { const r = new Recorder(s, onData); conns.push(r); return r; }, native ? { deferAccept: 1 } : {});
   return { port: (srv.address() as net.AddressInfo).port, conns, close: () => new Promise((r) => srv.close(() => r())) };
 }
 
@@ -40,10 +42,12 @@ function collect(c: net.Socket): Promise<Buffer> {
   return new Promise((resolve, reject) => { c.on('close', () => resolve(Buffer.concat(parts))); c.on('error', reject); });
 }
 
-const mode = fallback ? 'net.Socket fallback' : 'stream handles';
+const mode = fallback ? 'net.Socket fallback' : native ? 'native acceptor' : 'stream handles';
 
 test(`lean sockets (${mode}): the mode is the one asked for`, () => {
   assert.equal(leanSockets, !fallback);
+  // on Linux `npm install` builds the native helper (scripts/build-native.mjs); a failed build shows here
+  if (!fallback && process.platform === 'linux' && process.env.UWCORE_NATIVE !== '0') assert.equal(nativeSockets, true, 'native/build/Release/uwcore_native.node is built and loads');
 });
 
 test(`lean sockets (${mode}): reads, a reply, the peer's FIN, end() and close`, async () => {
@@ -135,7 +139,45 @@ test(`lean sockets (${mode}): detach hands the connection to a net.Socket with n
   await s.close();
 });
 
-if (!fallback) {
+if (native) {
+  test('native acceptor: TCP_DEFER_ACCEPT holds a silent connection back; its first bytes come with the accept', async () => {
+    const s = await serve((r, d) => { r.s.write(`got ${d}`); r.s.destroy(); });
+    const c = net.connect(s.port, '127.0.0.1');
+    await once(c, 'connect');
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(s.conns.length, 0, 'not accepted before it sent anything');
+    const got = collect(c);
+    c.write('ping');
+    assert.equal((await got).toString(), 'got ping');
+    const r = s.conns[0]!;
+    await r.closed;
+    assert.deepEqual(r.events, ['close']);
+    assert.equal(r.chunks.length, 1);
+    await s.close();
+  });
+
+  test('native acceptor: 200 connections at once, each answered and closed during its first call; close() frees the port', async () => {
+    const s = await serve((r, d) => { r.s.cork(); r.s.write('re:'); r.s.write(d); r.s.uncork(); r.s.destroy(); });
+    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => {
+      const c = net.connect(s.port, '127.0.0.1', () => c.write(`n${i}`));
+      return collect(c).then(String);
+    }));
+    assert.deepEqual(answers, Array.from({ length: 200 }, (_, i) => `re:n${i}`));
+    await Promise.all(s.conns.map((r) => r.closed));
+    assert.ok(s.conns.every((r) => r.events.join() === 'close'));
+    await s.close();
+    const again = net.createServer();
+    await new Promise<void>((res, rej) => { again.once('error', rej); again.listen(s.port, '127.0.0.1', res); });
+    await new Promise((res) => again.close(res));
+  });
+}
+
+if (!fallback && !native) {
+  test('lean sockets: the same cases pass on the native acceptor (UWCORE_TEST_NATIVE=1)', { skip: !nativeSockets && 'the native helper is not built' }, () => {
+    const r = spawnSync(process.execPath, ['--test', fileURLToPath(import.meta.url)], { env: { ...process.env, UWCORE_TEST_NATIVE: '1' }, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+  });
+
   test('lean sockets: the same cases pass over net.Socket (UWCORE_LEAN_SOCKETS=0)', () => {
     const r = spawnSync(process.execPath, ['--test', fileURLToPath(import.meta.url)], { env: { ...process.env, UWCORE_LEAN_SOCKETS: '0' }, encoding: 'utf8' });
     assert.equal(r.status, 0, r.stdout + r.stderr);
