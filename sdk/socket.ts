@@ -11,6 +11,8 @@
 //
 // It uses node's stream-handle binding (`process.binding('tcp_wrap' / 'stream_wrap')`, on node's allowlist).
 // Where that is not available the same interface runs over a net.Socket: slower, identical behaviour.
+// With `deferAccept` and uwcore's optional native helper (native/uwcore_native.c, built by `npm install`), the
+// helper accepts instead, and a connection answered during its first call never becomes a handle (acceptLean).
 import { Buffer } from 'node:buffer';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -316,8 +318,9 @@ class HandleSocket implements LeanSocket {
       return this.corkBytes < CORK_MAX || this.flushCork();
     }
     if (this.h === null) {
-      if (chunks.length > 64) this.toHandle();
-      else return this.fdWritev(chunks);
+      if (chunks.length <= 64) return this.fdWritev(chunks);
+      this.toHandle();
+      if (this.h === null) return false;
     }
     const req = writeReq(this);
     return this.dispatched(req, this.h!.writev(req, chunks, true), chunks);
