@@ -585,6 +585,7 @@ function nativeAccept(server: net.Server, handle: ListenHandle, accept: (socket:
   let slab = Buffer.allocUnsafeSlow(SLAB);
   let acc: object | null = null;
   let stopped = false;
+  let failing = false;
   const onBatch = (err: number): void => {
     const count = meta[1]!;
     let thrown: unknown = null;
@@ -599,9 +600,13 @@ function nativeAccept(server: net.Server, handle: ListenHandle, accept: (socket:
       n.acceptorSlab(acc!, slab);
     }
     if (err !== 0) {
-      // EMFILE and the like: the helper stopped accepting; try again shortly (the connections wait in the backlog)
-      if (server.listenerCount('error') > 0) server.emit('error', uvError(err, 'accept'));
+      // EMFILE and the like: the helper stopped accepting; try again shortly (the connections wait in the
+      // backlog, none is dropped). Reported once per episode.
+      if (!failing && server.listenerCount('error') > 0) server.emit('error', uvError(err, 'accept'));
+      failing = true;
       setTimeout(() => { if (!stopped) n.acceptorPoll(acc!, true); }, 100);
+    } else if (count > 0) {
+      failing = false;
     }
     if (thrown !== null) throw thrown;
   };

@@ -7,7 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { freePort, parseResponse, startUwcore, tmpDir, writeFile, type Running } from '../helpers/server.js';
+import { spawn } from 'node:child_process';
+import { BIN, freePort, parseResponse, startUwcore, tmpDir, writeFile, type Running } from '../helpers/server.js';
 import { encodePacket } from '../../plugins/uwsgi/index.js';
 import { nativeSockets } from '../../sdk/socket.js';
 
@@ -158,5 +159,36 @@ test('uwsgi accept: --no-defer-accept serves the same (connections through libuv
     assert.equal(parseResponse(b).body.toString(), 'body 100000');
   } finally {
     await s2.stop();
+  }
+});
+
+test('uwsgi accept: out of descriptors (EMFILE), accepting pauses without dropping anyone, logs once, and resumes', async () => {
+  const p3 = await freePort();
+  // a worker limited to 100 descriptors; 110 clients hold half-sent packets open
+  const proc = spawn('sh', ['-c', `ulimit -n 100 && exec "${process.execPath}" "${BIN}" --uwsgi-socket 127.0.0.1:${p3} --app "${app}" --socket-timeout 30`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => { out += d; });
+  proc.stderr!.on('data', (d: Buffer) => { out += d; });
+  const exited = new Promise((r) => proc.on('exit', r));
+  try {
+    for (let i = 0; i < 100 && !/uwcore is ready/.test(out); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.match(out, /uwcore is ready/);
+    const held: net.Socket[] = [];
+    for (let i = 0; i < 110; i++) {
+      const c = net.connect(p3, '127.0.0.1', () => c.write(encodePacket(vars('/')).subarray(0, 10)));
+      c.on('error', () => undefined);
+      held.push(c);
+    }
+    await new Promise((r) => setTimeout(r, 800));
+    const waiting = ask(p3, [encodePacket(vars('/'))]);
+    await new Promise((r) => setTimeout(r, 600));
+    for (const c of held) c.destroy();
+    assert.match(parseResponse(await waiting).body.toString(), /^pid \d+$/);
+    assert.equal([...(await many(p3, 100)).values()].reduce((a, c) => a + c, 0), 100);
+    const emfile = out.split('\n').filter((l) => l.includes('accept EMFILE'));
+    assert.equal(emfile.length, 1, out.slice(-2000));
+  } finally {
+    proc.kill('SIGTERM');
+    await exited;
   }
 });
