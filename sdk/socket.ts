@@ -49,7 +49,8 @@ export interface LeanSocket {
   write(data: string | Uint8Array, encoding?: 'latin1' | 'utf8'): boolean;
   /** several buffers in one writev(2) */
   writev(chunks: Uint8Array[]): boolean;
-  /** collect writes until `uncork()` (or until 16 KiB are collected), then send them in one writev(2) */
+  /** collect writes until `uncork()`, then send them in one writev(2) (every 64 KiB collected go out at once, and
+   *  collecting goes on) */
   cork(): void;
   uncork(): void;
   readonly corked: boolean;
@@ -144,7 +145,7 @@ const K_OFFSET = B?.kOffset ?? 0;
 const K_ASYNC = B?.kAsync ?? 0;
 const UV_EOF = B?.EOF ?? -4095;
 /** how much a corked socket collects before it writes anyway */
-const CORK_MAX = 16384;
+const CORK_MAX = 65536;
 
 // ---------------------------------------------------------------------------------------------
 // the optional native helper (native/uwcore_native.c, built by `npm install`; see acceptLean)
@@ -300,8 +301,8 @@ class HandleSocket implements LeanSocket {
       cb.push(b);
       this.corkBytes += b.byteLength;
       // a corked write never says "wait for drain" (no drain would come if the flush then completes at
-      // once): past 16 KiB it flushes now and answers for that flush
-      return this.corkBytes < CORK_MAX || this.flushCork();
+      // once): past 64 KiB it flushes now and answers for that flush
+      return this.corkBytes < CORK_MAX || this.overflow();
     }
     const h = this.h;
     if (h === null) return this.fdWrite(data, encoding);
@@ -315,7 +316,7 @@ class HandleSocket implements LeanSocket {
     if (this.closed || this.ending) return false;
     if (this.corkBufs !== null) {
       for (const c of chunks) { this.corkBufs.push(c); this.corkBytes += c.byteLength; }
-      return this.corkBytes < CORK_MAX || this.flushCork();
+      return this.corkBytes < CORK_MAX || this.overflow();
     }
     if (this.h === null) {
       if (chunks.length <= 64) return this.fdWritev(chunks);
@@ -392,6 +393,13 @@ class HandleSocket implements LeanSocket {
 
   uncork(): void {
     if (this.corkBufs !== null) this.flushCork();
+  }
+
+  /** 64 KiB collected: they go out now, and the socket stays corked */
+  private overflow(): boolean {
+    const ok = this.flushCork();
+    if (!this.closed) this.corkBufs = [];
+    return ok;
   }
 
   private flushCork(): boolean {

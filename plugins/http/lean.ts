@@ -62,6 +62,14 @@ const EMPTY: string[] = [];
  *  in a writev beside them */
 const JOIN_MAX = 16384;
 const CRLF = Buffer.from('\r\n');
+
+/** The chunk-size line for `len` (responses tend to repeat one chunk size: the last one is kept). */
+let lastLen = -1;
+let lastLine = CRLF;
+function sizeLine(len: number): Buffer {
+  if (len !== lastLen) { lastLine = Buffer.from(`${len.toString(16)}\r\n`, 'latin1'); lastLen = len; }
+  return lastLine;
+}
 /** more header fields than this (node:http's maxHeadersCount): 431 */
 const MAX_HEADER_FIELDS = 2000;
 /** reading stops while this much of the responses waits in the socket (a client that does not read) … */
@@ -204,9 +212,21 @@ class Req extends EventEmitter implements Wire, HttpHead {
     // the writes of one tick leave together (as node:http corks its socket until the next tick); end()
     // sends what is collected at once
     if (!s.corked) { s.cork(); process.nextTick(uncork, s); }
+    this.head = null;
+    if (this.chunked && typeof chunk !== 'string') {
+      // pieces of the tick's one writev: (the head,) the size line (kept per size), the data and its CRLF
+      if (h !== null) s.write(h, 'latin1');
+      let ok = s.write(sizeLine(len));
+      if (len > JOIN_MAX) { ok = s.write(chunk) && ok; return s.write(CRLF) && ok; }
+      // a small chunk is copied: the application may reuse its buffer once write() has returned
+      const b = Buffer.allocUnsafe(len + 2);
+      b.set(chunk, 0);
+      b[len] = 13;
+      b[len + 1] = 10;
+      return s.write(b) && ok;
+    }
     // head, chunk size line and data leave in one write
     const pre = this.chunked ? `${h ?? ''}${len.toString(16)}\r\n` : h;
-    this.head = null;
     const post = this.chunked ? '\r\n' : '';
     if (typeof chunk === 'string') {
       if (pre === null) return s.write(post ? chunk + post : chunk);
