@@ -18,7 +18,7 @@ const args = [candidates[0], 'rebuild', '--directory', dir];
 // headers: npm's configured nodedir, else the ones installed beside node (offline machines)
 const nodedir = process.env.npm_config_nodedir || (fs.existsSync(path.join(path.dirname(process.execPath), '..', 'include', 'node', 'node_api.h')) ? path.join(path.dirname(process.execPath), '..') : '');
 if (nodedir) args.push(`--nodedir=${nodedir}`);
-const r = spawnSync(process.execPath, args, { cwd: dir, encoding: 'utf8' });
+const r = spawnSync(process.execPath, args, { cwd: dir, encoding: 'utf8', timeout: 180_000 });
 const built = path.join(dir, 'build', 'Release', 'uwcore_native.node');
 if (r.status === 0 && fs.existsSync(built)) {
   console.log('uwcore: native helper built (native/build/Release/uwcore_native.node)');
