@@ -804,7 +804,7 @@ function listenUwsgi(info: ListenerInfo, server: ServerHandle, timeoutMs: number
       const native = leanAcceptMode(srv) === 'native';
       log.info({ listener: l.where, deferAccept: native ? Math.ceil(deferAccept) : 0, nativeAccept: native },
         native ? `uwsgi socket ${l.where}: deferred accept (TCP_DEFER_ACCEPT ${Math.ceil(deferAccept)} s), native accept`
-          : `uwsgi socket ${l.where}: accept through libuv (${deferAccept === 0 ? '--no-defer-accept' : 'native helper not built'})`);
+          : `uwsgi socket ${l.where}: accept through libuv (${deferAccept === 0 ? '--no-defer-accept' : 'the native helper is not built or UWCORE_NATIVE=0'})`);
     }
     return {
       // resolves once the connections are gone too (responses still flushing get their chance; the core bounds
