@@ -92,7 +92,8 @@ test(`lean sockets (${mode}): a write larger than the socket buffer is queued, d
   assert.equal(all.subarray(big.length).toString(), '--tail');
   const r = s.conns[0]!;
   await r.closed;
-  assert.ok(r.events.includes('drain'));
+  // a net.Socket emits no 'drain' once end() was called (the fallback differs here; nothing relies on it)
+  if (!fallback) assert.ok(r.events.includes('drain'));
   await s.close();
 });
 
@@ -174,12 +175,12 @@ if (native) {
 
 if (!fallback && !native) {
   test('lean sockets: the same cases pass on the native acceptor (UWCORE_TEST_NATIVE=1)', { skip: !nativeSockets && 'the native helper is not built' }, () => {
-    const r = spawnSync(process.execPath, ['--test', fileURLToPath(import.meta.url)], { env: { ...process.env, UWCORE_TEST_NATIVE: '1' }, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--test', fileURLToPath(import.meta.url)], { env: { ...process.env, NODE_TEST_CONTEXT: undefined, UWCORE_TEST_NATIVE: '1' }, encoding: 'utf8', timeout: 120_000 });
     assert.equal(r.status, 0, r.stdout + r.stderr);
   });
 
   test('lean sockets: the same cases pass over net.Socket (UWCORE_LEAN_SOCKETS=0)', () => {
-    const r = spawnSync(process.execPath, ['--test', fileURLToPath(import.meta.url)], { env: { ...process.env, UWCORE_LEAN_SOCKETS: '0' }, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--test', fileURLToPath(import.meta.url)], { env: { ...process.env, NODE_TEST_CONTEXT: undefined, UWCORE_LEAN_SOCKETS: '0' }, encoding: 'utf8', timeout: 120_000 });
     assert.equal(r.status, 0, r.stdout + r.stderr);
   });
 }
