@@ -601,7 +601,8 @@ function nativeAccept(server: net.Server, handle: ListenHandle, accept: (socket:
       try { acceptFd(meta[j]!, slab, meta[j + 1]!, meta[j + 2]!, pipe, accept); } catch (e) { thrown ??= e; }
     }
     meta[1] = 0;
-    if (SLAB - meta[0]! < FIRST_READ_MAX) {
+    // (not once close() ran during this batch: the acceptor is gone)
+    if (!stopped && SLAB - meta[0]! < FIRST_READ_MAX) {
       // the chunks handed out keep the old slab alive as long as their owners do
       slab = Buffer.allocUnsafeSlow(SLAB);
       meta[0] = 0;

@@ -173,6 +173,26 @@ if (native) {
   });
 }
 
+if (native) {
+  test('native acceptor: close() during a batch, when the slab is full, neither throws nor loses the connection being answered', async () => {
+    let n = 0;
+    let closed: Promise<void> | null = null;
+    const s = await serve((r) => {
+      r.s.write('ok');
+      r.s.destroy();
+      // 4 first reads of 16000 bytes fill the 64 KiB slab: the batch of the 4th one hands over a new one
+      if (++n === 4) closed = s.close();
+    });
+    const payload = Buffer.alloc(16000, 97);
+    for (let i = 0; i < 4; i++) {
+      const c = net.connect(s.port, '127.0.0.1', () => c.write(payload));
+      assert.equal((await collect(c)).toString(), 'ok');
+    }
+    await closed;
+    await Promise.all(s.conns.map((r) => r.closed));
+  });
+}
+
 if (!fallback && !native) {
   test('lean sockets: the same cases pass on the native acceptor (UWCORE_TEST_NATIVE=1)', { skip: !nativeSockets && 'the native helper is not built' }, () => {
     const r = spawnSync(process.execPath, ['--test', fileURLToPath(import.meta.url)], { env: { ...process.env, NODE_TEST_CONTEXT: undefined, UWCORE_TEST_NATIVE: '1' }, encoding: 'utf8', timeout: 120_000 });
