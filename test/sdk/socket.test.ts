@@ -191,6 +191,33 @@ if (native) {
     await closed;
     await Promise.all(s.conns.map((r) => r.closed));
   });
+
+  test('native acceptor: a worker thread that ends with its listener open (terminate, process.exit) ends cleanly', () => {
+    const socketJs = new URL('../../sdk/socket.js', import.meta.url).href;
+    const inWorker = `
+      import net from 'node:net';
+      import { parentPort, workerData } from 'node:worker_threads';
+      const { acceptLean, leanAcceptMode } = await import(${JSON.stringify(socketJs)});
+      const srv = net.createServer({ allowHalfOpen: true });
+      await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+      acceptLean(srv, (s) => ({ onData() { s.destroy(); }, onEnd() {}, onDrain() {}, onClose() {}, onError() {} }), { deferAccept: 1 });
+      parentPort.postMessage(leanAcceptMode(srv));
+      if (workerData === 'exit') setTimeout(() => process.exit(0), 20);
+    `;
+    const main = `
+      import { Worker } from 'node:worker_threads';
+      for (const how of ['terminate', 'exit']) {
+        const w = new Worker(${JSON.stringify(inWorker)}, { eval: true, workerData: how });
+        const mode = await new Promise((r, j) => { w.once('message', r); w.once('error', j); });
+        if (how === 'terminate') await w.terminate();
+        else await new Promise((r) => w.once('exit', r));
+        console.log(how, mode);
+      }
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', main], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.equal(r.stdout, 'terminate native\nexit native\n');
+  });
 }
 
 if (!fallback && !native) {
