@@ -140,6 +140,33 @@ test(`lean sockets (${mode}): detach hands the connection to a net.Socket with n
   await s.close();
 });
 
+test(`lean sockets (${mode}): destroy() or detach() inside accept(): no data reaches the owner; a detached socket gets every byte`, { timeout: 5000 }, async () => {
+  const srv = net.createServer({ allowHalfOpen: true });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  const owners: Recorder[] = [];
+  let n = 0;
+  acceptLean(srv, (s) => {
+    const r = new Recorder(s);
+    owners.push(r);
+    if (n++ === 0) s.destroy();
+    else {
+      const ns = s.detach();
+      ns.on('data', (d: Buffer) => ns.end(`echo ${d}`));
+    }
+    return r;
+  }, native ? { deferAccept: 1 } : {});
+  const ask = () => { const c = net.connect(port, '127.0.0.1', () => c.write('hello')); return collect(c).catch(() => Buffer.alloc(0)); };
+  assert.equal((await ask()).toString(), '');
+  await owners[0]!.closed;
+  assert.deepEqual(owners[0]!.chunks, []);
+  assert.deepEqual(owners[0]!.events, ['close']);
+  assert.equal((await ask()).toString(), 'echo hello');
+  assert.deepEqual(owners[1]!.chunks, []);
+  assert.deepEqual(owners[1]!.events, []);
+  await new Promise((r) => srv.close(r));
+});
+
 if (native) {
   test('native acceptor: TCP_DEFER_ACCEPT holds a silent connection back; its first bytes come with the accept', async () => {
     const s = await serve((r, d) => { r.s.write(`got ${d}`); r.s.destroy(); });
