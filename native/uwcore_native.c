@@ -186,6 +186,9 @@ typedef struct {
   size_t meta_len;
   int fd;
   int closed;
+  // closes the acceptor when its environment goes away (a worker thread ending): node aborts on a loop
+  // closed with a handle still open. Removed (which also tells node the cleanup is done) in on_closed.
+  napi_async_cleanup_hook_handle cleanup;
 } Acceptor;
 
 static void call_js(Acceptor* a, int err) {
@@ -251,6 +254,8 @@ static int set_slab(napi_env env, Acceptor* a, napi_value slab) {
   return 1;
 }
 
+static void on_env_cleanup(napi_async_cleanup_hook_handle hook, void* arg);
+
 // acceptor(fd, slab: Buffer, meta: Int32Array, onBatch(err)) -> external. fd is duplicated: the caller may
 // close its own descriptor for the socket.
 static napi_value AcceptorNew(napi_env env, napi_callback_info info) {
@@ -295,6 +300,7 @@ static napi_value AcceptorNew(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "UW_ERR_NATIVE", msg);
     return NULL;
   }
+  napi_add_async_cleanup_hook(env, on_env_cleanup, a, &a->cleanup);
   napi_value ext;
   napi_create_external(env, a, NULL, NULL, &ext);
   return ext;
@@ -331,7 +337,18 @@ static napi_value AcceptorPoll(napi_env env, napi_callback_info info) {
 }
 
 static void on_closed(uv_handle_t* h) {
-  free(h->data);
+  Acceptor* a = (Acceptor*)h->data;
+  if (a->cleanup != NULL) napi_remove_async_cleanup_hook(a->cleanup);
+  free(a);
+}
+
+// the environment is being torn down without acceptorClose (its references go with it)
+static void on_env_cleanup(napi_async_cleanup_hook_handle hook, void* arg) {
+  Acceptor* a = (Acceptor*)arg;
+  if (a->closed) return; // acceptorClose ran: on_closed is pending and removes the hook
+  a->closed = 1;
+  uv_close((uv_handle_t*)&a->poll, on_closed);
+  close(a->fd);
 }
 
 // acceptorClose(acc): stop and close the duplicate descriptor (the listening socket closes when every

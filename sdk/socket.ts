@@ -267,6 +267,8 @@ class HandleSocket implements LeanSocket {
   /** writes collected while corked */
   private corkBufs: Uint8Array[] | null = null;
   private corkBytes = 0;
+  /** the net.Socket detach() returned (the native acceptor hands it the first bytes) */
+  detached: net.Socket | null = null;
   private peer: SockName | null = null;
   private local: SockName | null = null;
 
@@ -468,7 +470,7 @@ class HandleSocket implements LeanSocket {
     this.closed = true;
     h.readStop();
     h.sock = null; // node's net.Socket sets its own onread
-    return new net.Socket({ handle: h, allowHalfOpen: true, readable: true, writable: true } as net.SocketConstructorOpts);
+    return (this.detached = new net.Socket({ handle: h, allowHalfOpen: true, readable: true, writable: true } as net.SocketConstructorOpts));
   }
 }
 
@@ -564,6 +566,7 @@ export function acceptLean(server: net.Server, accept: (socket: LeanSocket) => L
     const s = new HandleSocket(h, NO_OWNER);
     h.sock = s;
     s.o = accept(s);
+    if (s.closed) return; // destroyed, or detached (the net.Socket reads now)
     h.onread = onRead;
     h.readStart();
   };
@@ -601,7 +604,8 @@ function nativeAccept(server: net.Server, handle: ListenHandle, accept: (socket:
       try { acceptFd(meta[j]!, slab, meta[j + 1]!, meta[j + 2]!, pipe, accept); } catch (e) { thrown ??= e; }
     }
     meta[1] = 0;
-    if (SLAB - meta[0]! < FIRST_READ_MAX) {
+    // (not once close() ran during this batch: the acceptor is gone)
+    if (!stopped && SLAB - meta[0]! < FIRST_READ_MAX) {
       // the chunks handed out keep the old slab alive as long as their owners do
       slab = Buffer.allocUnsafeSlow(SLAB);
       meta[0] = 0;
@@ -644,7 +648,10 @@ function acceptFd(fd: number, slab: Buffer, off: number, len: number, pipe: bool
   s.pipe = pipe;
   try {
     s.o = accept(s);
-    if (len > 0) s.o.onData(slab.subarray(off, off + len));
+    // destroyed or detached in accept(): the owner hears no data; a net.Socket gets the first bytes
+    if (s.detached !== null) { if (len > 0) s.detached.unshift(slab.subarray(off, off + len)); }
+    else if (s.closed) { /* nothing to deliver */ }
+    else if (len > 0) s.o.onData(slab.subarray(off, off + len));
     else if (len < 0 && len !== UV_EAGAIN) s.fail(len, 'read');
     // len 0 (the peer closed) or EAGAIN: the handle reads that (again) below
   } finally {

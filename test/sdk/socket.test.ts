@@ -92,7 +92,8 @@ test(`lean sockets (${mode}): a write larger than the socket buffer is queued, d
   assert.equal(all.subarray(big.length).toString(), '--tail');
   const r = s.conns[0]!;
   await r.closed;
-  assert.ok(r.events.includes('drain'));
+  // a net.Socket emits no 'drain' once end() was called (the fallback differs here; nothing relies on it)
+  if (!fallback) assert.ok(r.events.includes('drain'));
   await s.close();
 });
 
@@ -139,6 +140,33 @@ test(`lean sockets (${mode}): detach hands the connection to a net.Socket with n
   await s.close();
 });
 
+test(`lean sockets (${mode}): destroy() or detach() inside accept(): no data reaches the owner; a detached socket gets every byte`, { timeout: 5000 }, async () => {
+  const srv = net.createServer({ allowHalfOpen: true });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  const owners: Recorder[] = [];
+  let n = 0;
+  acceptLean(srv, (s) => {
+    const r = new Recorder(s);
+    owners.push(r);
+    if (n++ === 0) s.destroy();
+    else {
+      const ns = s.detach();
+      ns.on('data', (d: Buffer) => ns.end(`echo ${d}`));
+    }
+    return r;
+  }, native ? { deferAccept: 1 } : {});
+  const ask = () => { const c = net.connect(port, '127.0.0.1', () => c.write('hello')); return collect(c).catch(() => Buffer.alloc(0)); };
+  assert.equal((await ask()).toString(), '');
+  await owners[0]!.closed;
+  assert.deepEqual(owners[0]!.chunks, []);
+  assert.deepEqual(owners[0]!.events, ['close']);
+  assert.equal((await ask()).toString(), 'echo hello');
+  assert.deepEqual(owners[1]!.chunks, []);
+  assert.deepEqual(owners[1]!.events, []);
+  await new Promise((r) => srv.close(r));
+});
+
 if (native) {
   test('native acceptor: TCP_DEFER_ACCEPT holds a silent connection back; its first bytes come with the accept', async () => {
     const s = await serve((r, d) => { r.s.write(`got ${d}`); r.s.destroy(); });
@@ -172,14 +200,61 @@ if (native) {
   });
 }
 
+if (native) {
+  test('native acceptor: close() during a batch, when the slab is full, neither throws nor loses the connection being answered', async () => {
+    let n = 0;
+    let closed: Promise<void> | null = null;
+    const s = await serve((r) => {
+      r.s.write('ok');
+      r.s.destroy();
+      // 4 first reads of 16000 bytes fill the 64 KiB slab: the batch of the 4th one hands over a new one
+      if (++n === 4) closed = s.close();
+    });
+    const payload = Buffer.alloc(16000, 97);
+    for (let i = 0; i < 4; i++) {
+      const c = net.connect(s.port, '127.0.0.1', () => c.write(payload));
+      assert.equal((await collect(c)).toString(), 'ok');
+    }
+    await closed;
+    await Promise.all(s.conns.map((r) => r.closed));
+  });
+
+  test('native acceptor: a worker thread that ends with its listener open (terminate, process.exit) ends cleanly', () => {
+    const socketJs = new URL('../../sdk/socket.js', import.meta.url).href;
+    const inWorker = `
+      import net from 'node:net';
+      import { parentPort, workerData } from 'node:worker_threads';
+      const { acceptLean, leanAcceptMode } = await import(${JSON.stringify(socketJs)});
+      const srv = net.createServer({ allowHalfOpen: true });
+      await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+      acceptLean(srv, (s) => ({ onData() { s.destroy(); }, onEnd() {}, onDrain() {}, onClose() {}, onError() {} }), { deferAccept: 1 });
+      parentPort.postMessage(leanAcceptMode(srv));
+      if (workerData === 'exit') setTimeout(() => process.exit(0), 20);
+    `;
+    const main = `
+      import { Worker } from 'node:worker_threads';
+      for (const how of ['terminate', 'exit']) {
+        const w = new Worker(${JSON.stringify(inWorker)}, { eval: true, workerData: how });
+        const mode = await new Promise((r, j) => { w.once('message', r); w.once('error', j); });
+        if (how === 'terminate') await w.terminate();
+        else await new Promise((r) => w.once('exit', r));
+        console.log(how, mode);
+      }
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', main], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.equal(r.stdout, 'terminate native\nexit native\n');
+  });
+}
+
 if (!fallback && !native) {
   test('lean sockets: the same cases pass on the native acceptor (UWCORE_TEST_NATIVE=1)', { skip: !nativeSockets && 'the native helper is not built' }, () => {
-    const r = spawnSync(process.execPath, ['--test', fileURLToPath(import.meta.url)], { env: { ...process.env, UWCORE_TEST_NATIVE: '1' }, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--test', fileURLToPath(import.meta.url)], { env: { ...process.env, NODE_TEST_CONTEXT: undefined, UWCORE_TEST_NATIVE: '1' }, encoding: 'utf8', timeout: 120_000 });
     assert.equal(r.status, 0, r.stdout + r.stderr);
   });
 
   test('lean sockets: the same cases pass over net.Socket (UWCORE_LEAN_SOCKETS=0)', () => {
-    const r = spawnSync(process.execPath, ['--test', fileURLToPath(import.meta.url)], { env: { ...process.env, UWCORE_LEAN_SOCKETS: '0' }, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--test', fileURLToPath(import.meta.url)], { env: { ...process.env, NODE_TEST_CONTEXT: undefined, UWCORE_LEAN_SOCKETS: '0' }, encoding: 'utf8', timeout: 120_000 });
     assert.equal(r.status, 0, r.stdout + r.stderr);
   });
 }
