@@ -50,12 +50,13 @@ static int fd_args(napi_env env, napi_callback_info info, size_t cap, size_t min
   return 1;
 }
 
-// the bytes of a Uint8Array (or any typed array)
+// the bytes of a Uint8Array (a Buffer); other typed arrays are refused (their length counts elements)
 static int bytes_of(napi_env env, napi_value v, void** data, size_t* len) {
   napi_typedarray_type tt;
   napi_value ab;
   size_t off;
-  return napi_get_typedarray_info(env, v, &tt, len, data, &ab, &off) == napi_ok;
+  return napi_get_typedarray_info(env, v, &tt, len, data, &ab, &off) == napi_ok
+    && (tt == napi_uint8_array || tt == napi_int8_array || tt == napi_uint8_clamped_array);
 }
 
 // setIntOpt(fd, level, name, value) -> 0 | -errno
